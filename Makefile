@@ -1,0 +1,49 @@
+# SPDX-License-Identifier: GPL-2.0
+# HugeTLB-backed KVM guest_memfd: build, boot and test the patched kernel.
+# See README.md.
+
+.PHONY: all build kernel selftests run test check prepare clean distclean help
+
+all: build
+
+help:
+	@sed -n 's/^## //p' $(MAKEFILE_LIST)
+
+## build      prepare build/src (Debian linux-source-6.12 + patches/ + new files),
+##            build the kernel (tinyconfig + configs/hugetlb-gmem.config, ccache)
+##            and the static selftests
+build:
+	scripts/build.sh all
+
+## kernel     only the kernel
+kernel:
+	scripts/build.sh kernel
+
+## selftests  only the selftests
+selftests:
+	scripts/build.sh selftests
+
+## prepare    only unpack/patch build/src
+prepare:
+	scripts/deps.sh
+	python3 scripts/prepare_tree.py
+
+## run        build if needed, boot, and show the feature working
+run: build
+	scripts/demo
+
+## test       host checks + every VM test, TAP, "N passed, N failed, N skipped"
+test:
+	scripts/run-tests
+
+## check      checkpatch.pl --strict over patches/ and the new files
+check: prepare
+	scripts/check
+
+## clean      remove kernel objects and selftests (keeps build/src)
+clean:
+	rm -rf build/obj build/sel build/vmrun
+
+## distclean  remove all of build/
+distclean:
+	rm -rf build

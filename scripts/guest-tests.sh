@@ -1,0 +1,89 @@
+#!/bin/sh
+# SPDX-License-Identifier: GPL-2.0
+# Runs inside the test VM (busybox sh), from /root, with the test binaries
+# and vm-tests.txt beside it.  For each test prints its output prefixed with
+# "# " and one result line "vmtest-result: ok|not ok|skip NAME [# why]"
+# that scripts/run-tests numbers into TAP.
+#   guest-tests.sh [NAME_PATTERN]
+only=${1:-}
+per_test_timeout=${VMTEST_TIMEOUT:-900}
+
+result() {
+	echo "vmtest-result: $*"
+}
+
+hp() {	# hp SIZE_KB FILE -> value of a per-size hugetlb counter
+	cat "/sys/kernel/mm/hugepages/hugepages-${1}kB/$2"
+}
+
+pool_snapshot() {
+	for d in /sys/kernel/mm/hugepages/hugepages-*; do
+		echo "${d##*-}:$(cat "$d/nr_hugepages")/$(cat "$d/free_hugepages")/$(cat "$d/resv_hugepages")/$(cat "$d/surplus_hugepages")"
+	done | tr '\n' ' '
+}
+
+run_one() {
+	suite=$1 name=$2 bin=$3
+	shift 3
+	exe=./$(basename "$bin")
+	if [ "$suite" = kunit ]; then
+		r=/sys/kernel/debug/kunit/$name/results
+		if [ ! -r "$r" ]; then
+			result "not ok kunit:$name # suite not in the kernel"
+			return
+		fi
+		sed 's/^/# /' "$r"
+		if grep -q "^not ok" "$r"; then
+			result "not ok kunit:$name"
+		elif grep -q "^ok" "$r"; then
+			result "ok kunit:$name"
+		else
+			result "not ok kunit:$name # no result"
+		fi
+		return
+	fi
+	if [ ! -x "$exe" ]; then
+		result "not ok $suite:$name # binary missing"
+		return
+	fi
+	saved_nr=
+	before=$(pool_snapshot)
+	case "$name" in
+	hugepage-shm)
+		echo 268435456 > /proc/sys/kernel/shmmax
+		echo 4194304 > /proc/sys/kernel/shmall ;;
+	hugetlb_fault_after_madv|hugetlb_madv_vs_map)
+		# As run_vmtests.sh: exactly one default-size hugepage.
+		saved_nr=$(cat /proc/sys/vm/nr_hugepages)
+		echo 1 > /proc/sys/vm/nr_hugepages ;;
+	esac
+	start=$(date +%s)
+	timeout "$per_test_timeout" "$exe" "$@" > /tmp/out 2>&1
+	rc=$?
+	secs=$(($(date +%s) - start))
+	sed 's/^/# /' /tmp/out
+	[ -n "$saved_nr" ] && echo "$saved_nr" > /proc/sys/vm/nr_hugepages
+	after=$(pool_snapshot)
+	# Every test must leave the hugetlb pools exactly as it found them.
+	if [ "$rc" -eq 0 ] && [ "$before" != "$after" ]; then
+		echo "# hugetlb pools changed: before [$before] after [$after]"
+		result "not ok $suite:$name # hugetlb pool counters not restored"
+		return
+	fi
+	case $rc in
+	0) result "ok $suite:$name # ${secs}s" ;;
+	4) result "skip $suite:$name # SKIP exit 4" ;;
+	124|143) result "not ok $suite:$name # timeout after ${per_test_timeout}s" ;;
+	*) result "not ok $suite:$name # exit $rc" ;;
+	esac
+}
+
+echo "# kernel $(uname -r), $(nproc) cpus, pools: $(pool_snapshot)"
+grep -v '^#' vm-tests.txt | grep . | while read -r suite name bin args; do
+	if [ -n "$only" ]; then
+		case "$suite:$name" in *$only*) ;; *) continue ;; esac
+	fi
+	# shellcheck disable=SC2086
+	run_one "$suite" "$name" "$bin" $args
+done
+exit 0
