@@ -36,6 +36,7 @@
 #include <linux/mutex.h>
 #include <linux/page_counter.h>
 #include <linux/pagemap.h>
+#include <linux/seq_file.h>
 #include <linux/slab.h>
 #include <linux/spinlock.h>
 
@@ -53,6 +54,21 @@ struct hugetlb_gmem {
 	unsigned long nr_charged;
 	/* One bit per hugepage index: set when released. */
 	unsigned long *released;
+	/*
+	 * Hugepage index -> struct hugetlb_gmem_subpages of a folio that has
+	 * been partly punched.  An entry is created before the punch's point
+	 * of no return and freed with its folio, by a truncate or at destroy;
+	 * its bits are changed only under the folio lock.
+	 */
+	struct xarray subpages;
+	atomic_long_t nr_partial;	/* folios with punched subpages */
+	atomic_long_t nr_punched;	/* punched subpages in those folios */
+};
+
+/* Punched subpages of one folio: zeroed, reported, not guest memory. */
+struct hugetlb_gmem_subpages {
+	unsigned long nr_punched;
+	unsigned long map[];
 };
 
 /**
@@ -75,6 +91,69 @@ unsigned long hugetlb_gmem_supported_shifts(void)
 	return mask;
 }
 EXPORT_SYMBOL_GPL(hugetlb_gmem_supported_shifts);
+
+/**
+ * hugetlb_gmem_for_each_block - split a range into maximal aligned blocks
+ * @start: first page offset
+ * @end: page offset after the range
+ * @fn: called for each block, in ascending order
+ * @arg: passed to @fn
+ *
+ * Calls @fn(@start_of_block, @order, @arg) for the naturally aligned blocks
+ * of 2^order pages that cover [@start, @end) with the fewest blocks: each
+ * block is as large as its alignment and the rest of the range allow.
+ */
+void hugetlb_gmem_for_each_block(unsigned long start, unsigned long end,
+				 void (*fn)(unsigned long start,
+					    unsigned int order, void *arg),
+				 void *arg)
+{
+	while (start < end) {
+		unsigned int order = fls_long(end - start) - 1;
+
+		if (start)
+			order = min_t(unsigned int, order, __ffs(start));
+		fn(start, order, arg);
+		start += 1UL << order;
+	}
+}
+EXPORT_SYMBOL_GPL(hugetlb_gmem_for_each_block);
+
+/**
+ * hugetlb_gmem_for_each_unpunched_block - blocks of the subpages still in use
+ * @map: punched-subpage bitmap of a folio, or NULL when none is punched
+ * @start: first subpage offset inside the folio
+ * @end: subpage offset after the range
+ * @fn: called for each block, see hugetlb_gmem_for_each_block()
+ * @arg: passed to @fn
+ *
+ * Reports every run of unpunched subpages in [@start, @end) as maximal
+ * naturally aligned blocks.
+ */
+void hugetlb_gmem_for_each_unpunched_block(const unsigned long *map,
+					   unsigned long start,
+					   unsigned long end,
+					   void (*fn)(unsigned long start,
+						      unsigned int order,
+						      void *arg),
+					   void *arg)
+{
+	while (start < end) {
+		unsigned long run_end;
+
+		if (map) {
+			start = find_next_zero_bit(map, end, start);
+			if (start >= end)
+				break;
+			run_end = find_next_bit(map, end, start);
+		} else {
+			run_end = end;
+		}
+		hugetlb_gmem_for_each_block(start, run_end, fn, arg);
+		start = run_end;
+	}
+}
+EXPORT_SYMBOL_GPL(hugetlb_gmem_for_each_unpunched_block);
 
 /**
  * hugetlb_gmem_order - folio order of a hugetlb guest_memfd
@@ -170,6 +249,7 @@ struct hugetlb_gmem *hugetlb_gmem_create(unsigned int page_shift, loff_t size)
 	hg->h = h;
 	hg->nr_hpages = nr;
 	spin_lock_init(&hg->lock);
+	xa_init(&hg->subpages);
 
 	err = hugetlb_cgroup_charge_cgroup_rsvd(hstate_index(h),
 						nr * pages_per_huge_page(h),
@@ -348,60 +428,227 @@ struct folio *hugetlb_gmem_get_folio(struct hugetlb_gmem *hg,
 }
 EXPORT_SYMBOL_GPL(hugetlb_gmem_get_folio);
 
-/* Take a locked folio out of the page cache; it goes back to the pool. */
-static void hugetlb_gmem_remove_folio(struct folio *folio)
+/**
+ * hugetlb_gmem_punch_prepare - allocate what a punch needs before it starts
+ * @hg: the file's hugetlb state
+ * @start: first page index of the punch
+ * @end: page index after the punch
+ *
+ * A punch that covers part of a hugepage records the punched subpages in a
+ * bitmap allocated here, before the caller zaps any mapping: after that
+ * point hugetlb_gmem_truncate() cannot fail.  The caller holds the
+ * mapping's invalidate lock for write until hugetlb_gmem_truncate() is done.
+ *
+ * Return: 0, or -ENOMEM with nothing changed but empty bitmaps.
+ */
+int hugetlb_gmem_punch_prepare(struct hugetlb_gmem *hg, pgoff_t start,
+			       pgoff_t end)
 {
+	unsigned int order = huge_page_order(hg->h);
+	pgoff_t partial[2] = { start >> order, (end - 1) >> order };
+	int i;
+
+	for (i = 0; i < ARRAY_SIZE(partial); i++) {
+		struct hugetlb_gmem_subpages *sp;
+		int err;
+
+		if ((i == 0 && IS_ALIGNED(start, 1UL << order)) ||
+		    (i == 1 && (IS_ALIGNED(end, 1UL << order) ||
+				partial[1] == partial[0])) ||
+		    partial[i] >= hg->nr_hpages ||
+		    xa_load(&hg->subpages, partial[i]))
+			continue;
+		sp = kvzalloc(struct_size(sp, map,
+					  BITS_TO_LONGS(pages_per_huge_page(hg->h))),
+			      GFP_KERNEL_ACCOUNT);
+		if (!sp)
+			return -ENOMEM;
+		err = xa_err(xa_store(&hg->subpages, partial[i], sp,
+				      GFP_KERNEL_ACCOUNT));
+		if (err) {
+			kvfree(sp);
+			return err;
+		}
+	}
+	return 0;
+}
+EXPORT_SYMBOL_GPL(hugetlb_gmem_punch_prepare);
+
+struct hugetlb_gmem_punch {
+	struct folio *folio;
+	hugetlb_gmem_invalidate_t invalidate;
+	enum hugetlb_gmem_why why;
+	struct hugetlb_gmem_subpages *sp;
+	unsigned long punched;
+};
+
+static void hugetlb_gmem_report_block(unsigned long start, unsigned int order,
+				      void *arg)
+{
+	struct hugetlb_gmem_punch *p = arg;
+
+	p->invalidate(p->folio, p->folio->index + start, order, p->why);
+}
+
+/* Report, zero and mark one newly punched block of a folio. */
+static void hugetlb_gmem_punch_block(unsigned long start, unsigned int order,
+				     void *arg)
+{
+	struct hugetlb_gmem_punch *p = arg;
+	unsigned long i;
+
+	hugetlb_gmem_report_block(start, order, arg);
+	for (i = 0; i < (1UL << order); i++) {
+		clear_highpage(folio_page(p->folio, start + i));
+		cond_resched();
+	}
+	bitmap_set(p->sp->map, start, 1UL << order);
+	p->punched += 1UL << order;
+}
+
+static void hugetlb_gmem_account_punched(struct hugetlb_gmem *hg,
+					 struct hugetlb_gmem_subpages *sp,
+					 long delta)
+{
+	if (!delta)
+		return;
+	if (!sp->nr_punched)
+		atomic_long_inc(&hg->nr_partial);
+	sp->nr_punched += delta;
+	if (!sp->nr_punched)
+		atomic_long_dec(&hg->nr_partial);
+	atomic_long_add(delta, &hg->nr_punched);
+}
+
+static void hugetlb_gmem_free_subpages(struct hugetlb_gmem *hg, pgoff_t hindex)
+{
+	struct hugetlb_gmem_subpages *sp = xa_erase(&hg->subpages, hindex);
+
+	if (!sp)
+		return;
+	hugetlb_gmem_account_punched(hg, sp, -(long)sp->nr_punched);
+	kvfree(sp);
+}
+
+/*
+ * Punch [@start, @end) (subpage offsets) out of a locked folio.  Return
+ * true when no subpage of the folio is left in use.
+ */
+static bool hugetlb_gmem_punch_folio(struct hugetlb_gmem *hg,
+				     struct folio *folio, pgoff_t hindex,
+				     unsigned long start, unsigned long end,
+				     hugetlb_gmem_invalidate_t invalidate)
+{
+	struct hugetlb_gmem_punch p = {
+		.folio = folio,
+		.invalidate = invalidate,
+		.why = HUGETLB_GMEM_PUNCH,
+		.sp = xa_load(&hg->subpages, hindex),
+	};
+
+	/* hugetlb_gmem_punch_prepare() allocated it. */
+	if (WARN_ON_ONCE(!p.sp))
+		return false;
+	hugetlb_gmem_for_each_unpunched_block(p.sp->map, start, end,
+					      hugetlb_gmem_punch_block, &p);
+	hugetlb_gmem_account_punched(hg, p.sp, p.punched);
+	return p.sp->nr_punched == folio_nr_pages(folio);
+}
+
+/*
+ * Take a locked folio out of the page cache: the subpages still in use are
+ * reported, then ->free_folio() reports the whole folio, which goes back to
+ * the pool with its last reference.
+ */
+static void hugetlb_gmem_remove_folio(struct hugetlb_gmem *hg,
+				      struct folio *folio, pgoff_t hindex,
+				      hugetlb_gmem_invalidate_t invalidate)
+{
+	struct hugetlb_gmem_subpages *sp = xa_load(&hg->subpages, hindex);
+	struct hugetlb_gmem_punch p = {
+		.folio = folio,
+		.invalidate = invalidate,
+		.why = HUGETLB_GMEM_RELEASE,
+	};
+
+	hugetlb_gmem_for_each_unpunched_block(sp ? sp->map : NULL, 0,
+					      folio_nr_pages(folio),
+					      hugetlb_gmem_report_block, &p);
+	hugetlb_gmem_free_subpages(hg, hindex);
 	folio_clear_dirty(folio);
 	folio_clear_uptodate(folio);
 	filemap_remove_folio(folio);
 }
 
 /**
- * hugetlb_gmem_truncate - release whole hugepages of a hugetlb guest_memfd
+ * hugetlb_gmem_truncate - punch a range out of a hugetlb guest_memfd
  * @hg: the file's hugetlb state
  * @mapping: the file's page cache
- * @start: first page index (PAGE_SIZE units), hugepage aligned
- * @end: page index after the range, hugepage aligned or past the file's end
+ * @start: first page index (PAGE_SIZE units)
+ * @end: page index after the range
+ * @invalidate: reports each block of subpages that stops being guest memory
  *
- * Every folio in the range leaves the page cache (the mapping's
- * ->free_folio() reports it to the architecture) and goes back to the pool
- * once its last reference is dropped; the reservations of the range are
- * released.  The caller holds the mapping's invalidate lock and has zapped
- * all mappings of the range.  Cannot fail.
+ * Each hugepage the range covers whole leaves the page cache and goes back
+ * to the pool with its reservation.  Of a hugepage covered in part, the
+ * subpages not punched before are reported, zeroed and marked punched; the
+ * folio goes back to the pool when its last subpage is punched.  The
+ * mapping's ->free_folio() then reports the whole folio.
+ *
+ * The caller holds the invalidate lock for write, has called
+ * hugetlb_gmem_punch_prepare() for the range under it, and has zapped all
+ * mappings of the range.  Cannot fail.
  */
 void hugetlb_gmem_truncate(struct hugetlb_gmem *hg,
 			   struct address_space *mapping,
-			   pgoff_t start, pgoff_t end)
+			   pgoff_t start, pgoff_t end,
+			   hugetlb_gmem_invalidate_t invalidate)
 {
 	unsigned int order = huge_page_order(hg->h);
-	pgoff_t hindex, hend;
+	unsigned long nr = 1UL << order;
 	unsigned long unreserve = 0, uncharge = 0;
+	pgoff_t hindex, hend;
 
 	lockdep_assert_held_write(&mapping->invalidate_lock);
-	WARN_ON_ONCE(!IS_ALIGNED(start, 1UL << order));
 
-	hend = min_t(pgoff_t, DIV_ROUND_UP(end, 1UL << order), hg->nr_hpages);
+	hend = min_t(pgoff_t, DIV_ROUND_UP(end, nr), hg->nr_hpages);
 	for (hindex = start >> order; hindex < hend; hindex++) {
 		u32 hash = hugetlb_fault_mutex_hash(mapping, hindex);
+		pgoff_t first = hindex << order;
+		unsigned long s = max(start, first) - first;
+		unsigned long e = min_t(pgoff_t, end - first, nr);
 		struct folio *folio;
+		bool whole;
 
 		mutex_lock(&hugetlb_fault_mutex_table[hash]);
-		folio = filemap_lock_folio(mapping, hindex << order);
-		if (!IS_ERR(folio)) {
-			hugetlb_gmem_remove_folio(folio);
-			folio_unlock(folio);
-			folio_put(folio);
+		folio = filemap_lock_folio(mapping, first);
+		if (IS_ERR(folio)) {
+			/* Nothing allocated: only a whole punch releases. */
+			if (s == 0 && e == nr) {
+				spin_lock(&hg->lock);
+				if (!__test_and_set_bit(hindex, hg->released))
+					unreserve++;
+				spin_unlock(&hg->lock);
+			}
+			/* Only a folio has punched subpages: drop a spare. */
+			hugetlb_gmem_free_subpages(hg, hindex);
+			mutex_unlock(&hugetlb_fault_mutex_table[hash]);
+			continue;
+		}
+
+		whole = s == 0 && e == nr;
+		if (!whole)
+			whole = hugetlb_gmem_punch_folio(hg, folio, hindex, s, e,
+							 invalidate);
+		if (whole) {
+			hugetlb_gmem_remove_folio(hg, folio, hindex, invalidate);
 			spin_lock(&hg->lock);
 			__set_bit(hindex, hg->released);
 			hg->nr_charged--;
 			spin_unlock(&hg->lock);
 			uncharge++;
-		} else {
-			spin_lock(&hg->lock);
-			if (!__test_and_set_bit(hindex, hg->released))
-				unreserve++;
-			spin_unlock(&hg->lock);
 		}
+		folio_unlock(folio);
+		folio_put(folio);
 		mutex_unlock(&hugetlb_fault_mutex_table[hash]);
 		cond_resched();
 	}
@@ -411,22 +658,122 @@ void hugetlb_gmem_truncate(struct hugetlb_gmem *hg,
 EXPORT_SYMBOL_GPL(hugetlb_gmem_truncate);
 
 /**
+ * hugetlb_gmem_refill - make punched subpages of a folio guest memory again
+ * @hg: the file's hugetlb state
+ * @folio: a locked folio of the file
+ * @start: first page index (PAGE_SIZE units) to refill
+ * @end: page index after the range
+ *
+ * Punched subpages are already zero; clearing their marks means the folio
+ * is freed only when they are punched again.
+ *
+ * Return: the number of subpages that were punched.
+ */
+unsigned long hugetlb_gmem_refill(struct hugetlb_gmem *hg, struct folio *folio,
+				  pgoff_t start, pgoff_t end)
+{
+	pgoff_t hindex = folio->index >> huge_page_order(hg->h);
+	struct hugetlb_gmem_subpages *sp;
+	unsigned long s, e, i, n = 0;
+
+	VM_WARN_ON_ONCE_FOLIO(!folio_test_locked(folio), folio);
+	sp = xa_load(&hg->subpages, hindex);
+	if (!sp || !sp->nr_punched)
+		return 0;
+	s = max(start, folio->index) - folio->index;
+	e = min(end, folio_next_index(folio)) - folio->index;
+	for (i = find_next_bit(sp->map, e, s); i < e;
+	     i = find_next_bit(sp->map, e, i + 1)) {
+		__clear_bit(i, sp->map);
+		n++;
+	}
+	hugetlb_gmem_account_punched(hg, sp, -(long)n);
+	return n;
+}
+EXPORT_SYMBOL_GPL(hugetlb_gmem_refill);
+
+/**
+ * hugetlb_gmem_max_order - largest hole-free order around an index
+ * @hg: the file's hugetlb state
+ * @folio: a locked folio of the file
+ * @index: a page index inside @folio
+ *
+ * Return: the largest order of a naturally aligned block around @index,
+ * inside @folio, that contains no punched subpage.
+ */
+int hugetlb_gmem_max_order(struct hugetlb_gmem *hg, struct folio *folio,
+			   pgoff_t index)
+{
+	pgoff_t hindex = folio->index >> huge_page_order(hg->h);
+	unsigned long off = index - folio->index;
+	struct hugetlb_gmem_subpages *sp;
+	int order;
+
+	VM_WARN_ON_ONCE_FOLIO(!folio_test_locked(folio), folio);
+	sp = xa_load(&hg->subpages, hindex);
+	if (!sp || !sp->nr_punched)
+		return folio_order(folio);
+	for (order = folio_order(folio); order > 0; order--) {
+		unsigned long base = round_down(off, 1UL << order);
+
+		if (find_next_bit(sp->map, base + (1UL << order), base) >=
+		    base + (1UL << order))
+			break;
+	}
+	return order;
+}
+EXPORT_SYMBOL_GPL(hugetlb_gmem_max_order);
+
+/**
+ * hugetlb_gmem_show_fdinfo - hugetlb counters of a file, for fdinfo
+ * @hg: the file's hugetlb state
+ * @m: the fdinfo seq_file
+ */
+void hugetlb_gmem_show_fdinfo(struct hugetlb_gmem *hg, struct seq_file *m)
+{
+	unsigned long reserved, charged;
+
+	spin_lock(&hg->lock);
+	reserved = hg->nr_reserved;
+	charged = hg->nr_charged;
+	spin_unlock(&hg->lock);
+	seq_printf(m, "hugetlb_page_size:\t%lu\n", huge_page_size(hg->h));
+	seq_printf(m, "hugetlb_pages:\t%lu\n", hg->nr_hpages);
+	seq_printf(m, "hugetlb_reserved:\t%lu\n", reserved);
+	seq_printf(m, "hugetlb_allocated:\t%lu\n", charged - reserved);
+	seq_printf(m, "hugetlb_partial_folios:\t%ld\n",
+		   atomic_long_read(&hg->nr_partial));
+	seq_printf(m, "hugetlb_punched_subpages:\t%ld\n",
+		   atomic_long_read(&hg->nr_punched));
+}
+EXPORT_SYMBOL_GPL(hugetlb_gmem_show_fdinfo);
+
+/**
  * hugetlb_gmem_destroy - free every hugepage and reservation of a file
  * @hg: the file's hugetlb state, freed on return
  * @mapping: the file's page cache, or NULL if it never held a folio
+ * @invalidate: reports the folios still in use, see hugetlb_gmem_truncate()
  *
  * Called when the last user of the file goes away, with all mappings
  * already zapped and the invalidate lock of @mapping held.  Afterwards the
  * pool and cgroup counters are exactly as before hugetlb_gmem_create().
  */
 void hugetlb_gmem_destroy(struct hugetlb_gmem *hg,
-			  struct address_space *mapping)
+			  struct address_space *mapping,
+			  hugetlb_gmem_invalidate_t invalidate)
 {
+	struct hugetlb_gmem_subpages *sp;
+	unsigned long hindex;
+
 	if (mapping)
 		hugetlb_gmem_truncate(hg, mapping, 0,
-				      hg->nr_hpages << huge_page_order(hg->h));
+				      hg->nr_hpages << huge_page_order(hg->h),
+				      invalidate);
 	else
 		hugetlb_gmem_unreserve(hg, hg->nr_reserved);
+	xa_for_each(&hg->subpages, hindex, sp)
+		hugetlb_gmem_free_subpages(hg, hindex);
+	xa_destroy(&hg->subpages);
 	WARN_ON_ONCE(hg->nr_reserved || hg->nr_charged);
 	/* Drops the css reference taken by the creation charge. */
 	hugetlb_cgroup_uncharge_cgroup_rsvd(hstate_index(hg->h), 0,

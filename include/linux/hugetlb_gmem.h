@@ -17,19 +17,56 @@
 struct address_space;
 struct folio;
 struct hugetlb_gmem;
+struct seq_file;
+
+/* Why a block of a folio stops being guest memory. */
+enum hugetlb_gmem_why {
+	HUGETLB_GMEM_PUNCH,	/* part of a folio punched, the folio stays */
+	HUGETLB_GMEM_RELEASE,	/* the rest of a folio that is being freed */
+};
+
+/*
+ * Called for each naturally aligned block [@index, @index + 2^@order) of
+ * @folio (page indices of the file) that stops being guest memory; the
+ * folio is locked.
+ */
+typedef void (*hugetlb_gmem_invalidate_t)(struct folio *folio, pgoff_t index,
+					  unsigned int order,
+					  enum hugetlb_gmem_why why);
+
+void hugetlb_gmem_for_each_block(unsigned long start, unsigned long end,
+				 void (*fn)(unsigned long start,
+					    unsigned int order, void *arg),
+				 void *arg);
+void hugetlb_gmem_for_each_unpunched_block(const unsigned long *map,
+					   unsigned long start,
+					   unsigned long end,
+					   void (*fn)(unsigned long start,
+						      unsigned int order,
+						      void *arg),
+					   void *arg);
 
 #ifdef CONFIG_KVM_GMEM_HUGETLB
 unsigned long hugetlb_gmem_supported_shifts(void);
 struct hugetlb_gmem *hugetlb_gmem_create(unsigned int page_shift, loff_t size);
 void hugetlb_gmem_destroy(struct hugetlb_gmem *hg,
-			  struct address_space *mapping);
+			  struct address_space *mapping,
+			  hugetlb_gmem_invalidate_t invalidate);
 unsigned int hugetlb_gmem_order(const struct hugetlb_gmem *hg);
 struct folio *hugetlb_gmem_get_folio(struct hugetlb_gmem *hg,
 				     struct address_space *mapping,
 				     pgoff_t index);
+int hugetlb_gmem_punch_prepare(struct hugetlb_gmem *hg, pgoff_t start,
+			       pgoff_t end);
 void hugetlb_gmem_truncate(struct hugetlb_gmem *hg,
 			   struct address_space *mapping,
-			   pgoff_t start, pgoff_t end);
+			   pgoff_t start, pgoff_t end,
+			   hugetlb_gmem_invalidate_t invalidate);
+unsigned long hugetlb_gmem_refill(struct hugetlb_gmem *hg, struct folio *folio,
+				  pgoff_t start, pgoff_t end);
+int hugetlb_gmem_max_order(struct hugetlb_gmem *hg, struct folio *folio,
+			   pgoff_t index);
+void hugetlb_gmem_show_fdinfo(struct hugetlb_gmem *hg, struct seq_file *m);
 #else
 static inline unsigned long hugetlb_gmem_supported_shifts(void)
 {
@@ -43,7 +80,8 @@ static inline struct hugetlb_gmem *hugetlb_gmem_create(unsigned int page_shift,
 }
 
 static inline void hugetlb_gmem_destroy(struct hugetlb_gmem *hg,
-					struct address_space *mapping)
+					struct address_space *mapping,
+					hugetlb_gmem_invalidate_t invalidate)
 {
 }
 
@@ -59,9 +97,34 @@ static inline struct folio *hugetlb_gmem_get_folio(struct hugetlb_gmem *hg,
 	return ERR_PTR(-EINVAL);
 }
 
+static inline int hugetlb_gmem_punch_prepare(struct hugetlb_gmem *hg,
+					     pgoff_t start, pgoff_t end)
+{
+	return -EINVAL;
+}
+
 static inline void hugetlb_gmem_truncate(struct hugetlb_gmem *hg,
 					 struct address_space *mapping,
-					 pgoff_t start, pgoff_t end)
+					 pgoff_t start, pgoff_t end,
+					 hugetlb_gmem_invalidate_t invalidate)
+{
+}
+
+static inline unsigned long hugetlb_gmem_refill(struct hugetlb_gmem *hg,
+						struct folio *folio,
+						pgoff_t start, pgoff_t end)
+{
+	return 0;
+}
+
+static inline int hugetlb_gmem_max_order(struct hugetlb_gmem *hg,
+					 struct folio *folio, pgoff_t index)
+{
+	return 0;
+}
+
+static inline void hugetlb_gmem_show_fdinfo(struct hugetlb_gmem *hg,
+					    struct seq_file *m)
 {
 }
 #endif /* CONFIG_KVM_GMEM_HUGETLB */
