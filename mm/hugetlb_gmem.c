@@ -444,22 +444,24 @@ EXPORT_SYMBOL_GPL(hugetlb_gmem_get_folio);
 int hugetlb_gmem_punch_prepare(struct hugetlb_gmem *hg, pgoff_t start,
 			       pgoff_t end)
 {
-	unsigned int order = huge_page_order(hg->h);
-	pgoff_t partial[2] = { start >> order, (end - 1) >> order };
-	int i;
+	unsigned long nr = pages_per_huge_page(hg->h);
+	pgoff_t partial[2];
+	int i, n = 0;
 
-	for (i = 0; i < ARRAY_SIZE(partial); i++) {
+	/* At most the first and the last hugepage are covered in part. */
+	if (!IS_ALIGNED(start, nr))
+		partial[n++] = start / nr;
+	if (!IS_ALIGNED(end, nr) && (!n || partial[0] != (end - 1) / nr))
+		partial[n++] = (end - 1) / nr;
+
+	for (i = 0; i < n; i++) {
 		struct hugetlb_gmem_subpages *sp;
 		int err;
 
-		if ((i == 0 && IS_ALIGNED(start, 1UL << order)) ||
-		    (i == 1 && (IS_ALIGNED(end, 1UL << order) ||
-				partial[1] == partial[0])) ||
-		    partial[i] >= hg->nr_hpages ||
+		if (partial[i] >= hg->nr_hpages ||
 		    xa_load(&hg->subpages, partial[i]))
 			continue;
-		sp = kvzalloc(struct_size(sp, map,
-					  BITS_TO_LONGS(pages_per_huge_page(hg->h))),
+		sp = kvzalloc(struct_size(sp, map, BITS_TO_LONGS(nr)),
 			      GFP_KERNEL_ACCOUNT);
 		if (!sp)
 			return -ENOMEM;
