@@ -1,0 +1,1365 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * Tests for guest_memfd backed by HugeTLB pages (GUEST_MEMFD_FLAG_HUGETLB):
+ * flags and size validation, HugeTLB pool and cgroup reservation accounting,
+ * allocation races, and the level at which KVM maps the memory into a guest.
+ *
+ * The HugeTLB pool counters are global: nothing else may allocate or reserve
+ * HugeTLB pages of the tested size while this test runs.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/types.h>
+
+#include <linux/falloc.h>
+#include <linux/magic.h>
+#include <linux/sizes.h>
+
+#include "kvm_util.h"
+#include "processor.h"
+#include "test_util.h"
+#include "ucall_common.h"
+
+#include "kselftest_harness.h"
+
+/* 1GiB aligned so that the memslot can be mapped with 1GiB pages. */
+#define TEST_GPA		(4ULL << 30)
+#define TEST_SLOT		10
+
+#define CGROUP_ROOT		"/sys/fs/cgroup"
+
+/* Never zero, so that stale data can't be mistaken for zeroed memory. */
+#define GUEST_PATTERN(off)	((uint64_t)(0x5a5aa5a500000000ULL ^ (off)))
+
+enum {
+	STAGE_READY = 1,
+	STAGE_TOUCHED,
+	STAGE_RETOUCHED,
+	/* Iteration i of the fault race syncs with STAGE_RACE + i. */
+	STAGE_RACE,
+};
+
+static const size_t hugetlb_sizes[] = { SZ_2M, SZ_1G };
+
+struct pools {
+	bool present[ARRAY_SIZE(hugetlb_sizes)];
+	struct hugetlb_pool_stats stats[ARRAY_SIZE(hugetlb_sizes)];
+};
+
+static void read_pools(struct pools *pools)
+{
+	int i;
+
+	for (i = 0; i < ARRAY_SIZE(hugetlb_sizes); i++)
+		pools->present[i] = hugetlb_get_pool_stats(hugetlb_sizes[i],
+							   &pools->stats[i]);
+}
+
+/* Assert that no HugeTLB pool changed since @before was read. */
+static void __assert_pools_unchanged(struct __test_metadata *_metadata,
+				     const struct pools *before, int line,
+				     const char *what)
+{
+	const struct hugetlb_pool_stats *old, *new;
+	struct pools now;
+	int i;
+
+	read_pools(&now);
+
+	for (i = 0; i < ARRAY_SIZE(hugetlb_sizes); i++) {
+		if (!before->present[i])
+			continue;
+
+		old = &before->stats[i];
+		new = &now.stats[i];
+		ASSERT_TRUE(old->free == new->free && old->resv == new->resv)
+			TH_LOG("line %d: %s changed the %zukB pool: free_hugepages %lu -> %lu, resv_hugepages %lu -> %lu",
+			       line, what, hugetlb_sizes[i] >> 10,
+			       old->free, new->free, old->resv, new->resv);
+	}
+}
+
+#define assert_pools_unchanged(before, what) \
+	__assert_pools_unchanged(_metadata, before, __LINE__, what)
+
+/*
+ * Assert that the pool of @page_size pages moved by exactly @free_delta free
+ * and @resv_delta reserved pages relative to @base.
+ */
+static void __printf(7, 8)
+__assert_pool(struct __test_metadata *_metadata, size_t page_size,
+	      const struct hugetlb_pool_stats *base, long free_delta,
+	      long resv_delta, int line, const char *fmt, ...)
+{
+	struct hugetlb_pool_stats now;
+	char step[256];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(step, sizeof(step), fmt, ap);
+	va_end(ap);
+
+	ASSERT_TRUE(hugetlb_get_pool_stats(page_size, &now));
+	ASSERT_TRUE(now.free == base->free + free_delta &&
+		    now.resv == base->resv + resv_delta)
+		TH_LOG("line %d, %s: %zukB pool has free_hugepages %lu (expected %lu%+ld), resv_hugepages %lu (expected %lu%+ld)",
+		       line, step, page_size >> 10, now.free, base->free,
+		       free_delta, now.resv, base->resv, resv_delta);
+}
+
+#define assert_pool(base, free_delta, resv_delta, fmt, ...)			\
+	__assert_pool(_metadata, variant->page_size, base, free_delta,		\
+		      resv_delta, __LINE__, fmt, ##__VA_ARGS__)
+
+static void read_pool(struct __test_metadata *_metadata, size_t page_size,
+		      struct hugetlb_pool_stats *stats)
+{
+	ASSERT_TRUE(hugetlb_get_pool_stats(page_size, stats))
+		TH_LOG("No %zukB HugeTLB pool", page_size >> 10);
+}
+
+/* Number of pages of the pool that can still be reserved. */
+static uint64_t pool_available(const struct hugetlb_pool_stats *stats)
+{
+	return stats->free - stats->resv;
+}
+
+/* Assert that creating a guest_memfd fails with EINVAL and changes nothing. */
+static void __assert_create_einval(struct __test_metadata *_metadata,
+				   struct kvm_vm *vm, uint64_t size,
+				   uint64_t flags, int line)
+{
+	struct pools before;
+	char what[128];
+	int fd, err;
+
+	snprintf(what, sizeof(what),
+		 "KVM_CREATE_GUEST_MEMFD(size = 0x%lx, flags = 0x%lx)",
+		 size, flags);
+
+	read_pools(&before);
+	fd = __vm_create_guest_memfd(vm, size, flags);
+	err = errno;
+	if (fd >= 0)
+		close(fd);
+
+	ASSERT_EQ(-1, fd)
+		TH_LOG("line %d: %s succeeded, expected EINVAL", line, what);
+	ASSERT_EQ(EINVAL, err)
+		TH_LOG("line %d: %s failed with %s, expected EINVAL",
+		       line, what, strerror(err));
+	__assert_pools_unchanged(_metadata, &before, line, what);
+}
+
+#define assert_create_einval(vm, size, flags) \
+	__assert_create_einval(_metadata, vm, size, flags, __LINE__)
+
+static int gmem_fallocate(int fd, bool punch, uint64_t offset, uint64_t len)
+{
+	int mode = FALLOC_FL_KEEP_SIZE | (punch ? FALLOC_FL_PUNCH_HOLE : 0);
+
+	return fallocate(fd, mode, offset, len);
+}
+
+/* fallocate() that must fail with @err, or succeed if @err is 0. */
+static void __do_fallocate(struct __test_metadata *_metadata, int fd,
+			   bool punch, uint64_t offset, uint64_t len, int err,
+			   int line)
+{
+	int r = gmem_fallocate(fd, punch, offset, len);
+	int e = r ? errno : 0;
+
+	ASSERT_EQ(err, e)
+		TH_LOG("line %d: fallocate(%s, offset = 0x%lx, len = 0x%lx) %s%s, expected %s",
+		       line, punch ? "PUNCH_HOLE" : "allocate", offset, len,
+		       r ? "failed with " : "succeeded", r ? strerror(e) : "",
+		       err ? strerror(err) : "success");
+}
+
+#define do_fallocate(fd, punch, offset, len) \
+	__do_fallocate(_metadata, fd, punch, offset, len, 0, __LINE__)
+#define do_fallocate_fail(fd, punch, offset, len, err) \
+	__do_fallocate(_metadata, fd, punch, offset, len, err, __LINE__)
+
+static size_t default_hugetlb_page_size(void)
+{
+	const char *key = "Hugepagesize:";
+	size_t size = 0;
+	char line[128];
+	FILE *f;
+
+	f = fopen("/proc/meminfo", "r");
+	TEST_ASSERT(f, "Failed to open /proc/meminfo");
+	while (fgets(line, sizeof(line), f)) {
+		if (!strncmp(line, key, strlen(key))) {
+			size = strtoull(line + strlen(key), NULL, 10) << 10;
+			break;
+		}
+	}
+	fclose(f);
+
+	return size;
+}
+
+static uint64_t level_pages(const struct vm_mapping_level_stats *stats,
+			    size_t page_size)
+{
+	switch (page_size) {
+	case SZ_4K:
+		return stats->pages_4k;
+	case SZ_2M:
+		return stats->pages_2m;
+	case SZ_1G:
+		return stats->pages_1g;
+	default:
+		TEST_FAIL("No mapping level for page size 0x%lx", page_size);
+	}
+}
+
+/* The other hugepage size, whose mapping count must not change. */
+static size_t other_huge_size(size_t page_size)
+{
+	return page_size == SZ_1G ? SZ_2M : SZ_1G;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Guest side                                                               */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * Check that every @stride bytes of [gpa, gpa + size) read zero, i.e. that the
+ * memory was zeroed when it was allocated, then fill them with a pattern and
+ * read it back, which catches two GPAs being backed by the same host page.
+ */
+static void guest_check_zero_and_fill(uint64_t gpa, uint64_t size,
+				      uint64_t stride)
+{
+	uint64_t off, val;
+
+	for (off = 0; off < size; off += stride) {
+		val = READ_ONCE(*(uint64_t *)(gpa + off));
+		__GUEST_ASSERT(!val,
+			       "Expected zeroed private memory at gpa 0x%lx, got 0x%lx",
+			       gpa + off, val);
+		WRITE_ONCE(*(uint64_t *)(gpa + off), GUEST_PATTERN(off));
+	}
+
+	for (off = 0; off < size; off += stride) {
+		val = READ_ONCE(*(uint64_t *)(gpa + off));
+		__GUEST_ASSERT(val == GUEST_PATTERN(off),
+			       "Private memory at gpa 0x%lx reads 0x%lx, wrote 0x%lx",
+			       gpa + off, val, GUEST_PATTERN(off));
+	}
+}
+
+static void guest_code(uint64_t gpa, uint64_t size, uint64_t stride)
+{
+	GUEST_SYNC(STAGE_READY);
+
+	guest_check_zero_and_fill(gpa, size, stride);
+	GUEST_SYNC(STAGE_TOUCHED);
+
+	/* The host punched out all memory, it must read as zeroes again. */
+	guest_check_zero_and_fill(gpa, size, stride);
+	GUEST_SYNC(STAGE_RETOUCHED);
+
+	GUEST_DONE();
+}
+
+/* Touch the first and last word of the memory, racing with the host. */
+static void guest_race_code(uint64_t gpa, uint64_t size, uint64_t nr_iterations)
+{
+	uint64_t i;
+
+	GUEST_SYNC(STAGE_READY);
+
+	for (i = 0; i < nr_iterations; i++) {
+		guest_check_zero_and_fill(gpa, size, size - sizeof(uint64_t));
+		GUEST_SYNC(STAGE_RACE + i);
+	}
+
+	GUEST_DONE();
+}
+
+/* ------------------------------------------------------------------------ */
+/* Host side of guest tests                                                 */
+/* ------------------------------------------------------------------------ */
+
+struct private_guest {
+	struct kvm_vm *vm;
+	struct kvm_vcpu *vcpu;
+	int fd;
+	uint64_t slot_size;
+};
+
+/*
+ * Create a SW-protected VM with one vCPU, and bind @slot_size bytes of a new
+ * guest_memfd of @file_size bytes, starting at @offset, as private memory at
+ * TEST_GPA.  The guest maps it 1:1 with 2MiB pages.
+ */
+static void private_guest_create(struct private_guest *pg, void *code,
+				 uint64_t gmem_flags, uint64_t file_size,
+				 uint64_t offset, uint64_t slot_size)
+{
+	const struct vm_shape shape = {
+		.mode = VM_MODE_DEFAULT,
+		.type = KVM_X86_SW_PROTECTED_VM,
+	};
+	size_t gmem_page_size = guest_memfd_page_size(gmem_flags);
+	void *hva;
+
+	pg->vm = vm_create_shape_with_one_vcpu(shape, &pg->vcpu, code);
+	pg->fd = vm_create_guest_memfd(pg->vm, file_size, gmem_flags);
+	pg->slot_size = slot_size;
+
+	/*
+	 * vm_mem_add() aligns the (never touched) shared backing to the
+	 * guest_memfd page size, KVM maps hugepages only if userspace_addr is
+	 * aligned like the GPA.
+	 */
+	vm_mem_add(pg->vm, VM_MEM_SRC_ANONYMOUS, TEST_GPA, TEST_SLOT,
+		   slot_size / pg->vm->page_size, KVM_MEM_GUEST_MEMFD,
+		   pg->fd, offset);
+	hva = addr_gpa2hva(pg->vm, TEST_GPA);
+	TEST_ASSERT(!((uintptr_t)hva & (gmem_page_size - 1)),
+		    "Memslot userspace_addr %p isn't aligned to the guest_memfd page size 0x%lx",
+		    hva, gmem_page_size);
+
+	vm_mem_set_private(pg->vm, TEST_GPA, slot_size);
+	virt_map_level(pg->vm, TEST_GPA, TEST_GPA, slot_size, PG_LEVEL_2M);
+}
+
+static void private_guest_destroy(struct private_guest *pg)
+{
+	kvm_vm_free(pg->vm);
+	close(pg->fd);
+}
+
+/* Run the vCPU until the guest reports @stage (or DONE if @stage is 0). */
+static void run_guest(struct kvm_vcpu *vcpu, uint64_t stage)
+{
+	struct kvm_run *run = vcpu->run;
+	struct ucall uc;
+	int r, err;
+
+	r = _vcpu_run(vcpu);
+	err = errno;
+	if (r && run->exit_reason == KVM_EXIT_MEMORY_FAULT)
+		TEST_FAIL("KVM_RUN failed (errno %d) with KVM_EXIT_MEMORY_FAULT at gpa 0x%llx, size 0x%llx, flags 0x%llx: guest_memfd didn't provide the page",
+			  err, run->memory_fault.gpa, run->memory_fault.size,
+			  run->memory_fault.flags);
+	TEST_ASSERT(!r, KVM_IOCTL_ERROR(KVM_RUN, r));
+	TEST_ASSERT_KVM_EXIT_REASON(vcpu, KVM_EXIT_IO);
+
+	switch (get_ucall(vcpu, &uc)) {
+	case UCALL_SYNC:
+		TEST_ASSERT(uc.args[1] == stage,
+			    "Guest synced at stage %lu, expected stage %lu",
+			    uc.args[1], stage);
+		break;
+	case UCALL_DONE:
+		TEST_ASSERT(!stage, "Guest finished early, expected stage %lu",
+			    stage);
+		break;
+	case UCALL_ABORT:
+		REPORT_GUEST_ASSERT(uc);
+		break;
+	default:
+		TEST_FAIL("Unexpected ucall %lu", uc.cmd);
+	}
+}
+
+static uint64_t guest_stride(uint64_t size)
+{
+	/* Touching every 4KiB of 1GiB is slow under emulation. */
+	return size >= SZ_1G ? SZ_64K : SZ_4K;
+}
+
+static bool sw_protected_vm_supported(void)
+{
+	return kvm_check_cap(KVM_CAP_VM_TYPES) & BIT(KVM_X86_SW_PROTECTED_VM);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Fixture                                                                  */
+/* ------------------------------------------------------------------------ */
+
+FIXTURE(gmem_hugetlb) {
+	struct kvm_vm *vm;
+	uint64_t flags;
+	struct hugetlb_pool_stats base;
+};
+
+FIXTURE_VARIANT(gmem_hugetlb) {
+	size_t page_size;
+	/* How many times the race tests allocate and free a hugepage. */
+	int race_iterations;
+};
+
+FIXTURE_VARIANT_ADD(gmem_hugetlb, 2M) {
+	.page_size = SZ_2M,
+	.race_iterations = 16,
+};
+
+FIXTURE_VARIANT_ADD(gmem_hugetlb, 1G) {
+	.page_size = SZ_1G,
+	.race_iterations = 2,
+};
+
+/* Skip the test unless the pool has @nr pages that aren't reserved yet. */
+static bool __hugepages_available(struct __test_metadata *_metadata,
+				  const struct hugetlb_pool_stats *base,
+				  size_t page_size, uint64_t nr)
+{
+	if (pool_available(base) >= nr)
+		return true;
+
+	SKIP(return false, "Need %lu unreserved %zukB hugepages, have %lu",
+	     nr, page_size >> 10, pool_available(base));
+}
+
+#define hugepages_available(nr) \
+	__hugepages_available(_metadata, &self->base, variant->page_size, nr)
+
+static bool hugetlb_size_supported(size_t page_size, uint64_t *sizes)
+{
+	if (!kvm_has_cap(KVM_CAP_GUEST_MEMFD))
+		return false;
+
+	*sizes = kvm_check_cap(KVM_CAP_GUEST_MEMFD_HUGETLB);
+	return *sizes & BIT_ULL(__builtin_ctzl(page_size));
+}
+
+FIXTURE_SETUP(gmem_hugetlb)
+{
+	uint64_t sizes = 0;
+
+	if (!hugetlb_size_supported(variant->page_size, &sizes))
+		SKIP(return,
+		     "KVM doesn't support %zukB HugeTLB guest_memfd (KVM_CAP_GUEST_MEMFD_HUGETLB = 0x%lx)",
+		     variant->page_size >> 10, sizes);
+
+	self->flags = guest_memfd_hugetlb_flags(variant->page_size);
+	read_pool(_metadata, variant->page_size, &self->base);
+	self->vm = vm_create_barebones();
+}
+
+FIXTURE_TEARDOWN(gmem_hugetlb)
+{
+	if (self->vm)
+		kvm_vm_free(self->vm);
+}
+
+TEST_F(gmem_hugetlb, capability)
+{
+	const uint64_t known = BIT_ULL(21) | BIT_ULL(30);
+	uint64_t sizes = kvm_check_cap(KVM_CAP_GUEST_MEMFD_HUGETLB);
+	uint64_t vm_sizes = vm_check_cap(self->vm, KVM_CAP_GUEST_MEMFD_HUGETLB);
+	struct hugetlb_pool_stats stats;
+
+	/* On a VM, the capability follows KVM_CAP_GUEST_MEMFD. */
+	ASSERT_EQ(vm_check_cap(self->vm, KVM_CAP_GUEST_MEMFD) ? sizes : 0, vm_sizes)
+		TH_LOG("KVM_CAP_GUEST_MEMFD_HUGETLB is 0x%lx on /dev/kvm but 0x%lx on a VM with KVM_CAP_GUEST_MEMFD = %d",
+		       sizes, vm_sizes, vm_check_cap(self->vm, KVM_CAP_GUEST_MEMFD));
+	if (sw_protected_vm_supported()) {
+		struct kvm_vm *pvm = vm_create_barebones_type(KVM_X86_SW_PROTECTED_VM);
+
+		ASSERT_EQ(sizes, vm_check_cap(pvm, KVM_CAP_GUEST_MEMFD_HUGETLB))
+			TH_LOG("KVM_CAP_GUEST_MEMFD_HUGETLB differs on a KVM_X86_SW_PROTECTED_VM");
+		kvm_vm_free(pvm);
+	}
+	ASSERT_EQ(0, sizes & ~known)
+		TH_LOG("KVM_CAP_GUEST_MEMFD_HUGETLB = 0x%lx has unexpected page shifts",
+		       sizes);
+	ASSERT_EQ(hugetlb_get_pool_stats(SZ_2M, &stats), !!(sizes & BIT_ULL(21)))
+		TH_LOG("KVM_CAP_GUEST_MEMFD_HUGETLB = 0x%lx doesn't match the presence of 2MB HugeTLB pages",
+		       sizes);
+	ASSERT_EQ(hugetlb_get_pool_stats(SZ_1G, &stats), !!(sizes & BIT_ULL(30)))
+		TH_LOG("KVM_CAP_GUEST_MEMFD_HUGETLB = 0x%lx doesn't match the presence of 1GB HugeTLB pages",
+		       sizes);
+}
+
+TEST_F(gmem_hugetlb, invalid_flags)
+{
+	const uint64_t size_mask = GUEST_MEMFD_HUGETLB_SIZE_MASK <<
+				   GUEST_MEMFD_HUGETLB_SIZE_SHIFT;
+	const uint64_t known = GUEST_MEMFD_FLAG_HUGETLB | size_mask;
+	/* A multiple of all HugeTLB page sizes, only the flags are wrong. */
+	const uint64_t size = SZ_1G;
+	uint64_t flag, shift;
+	int bit;
+
+	/* Unknown flags, alone and together with valid HugeTLB flags. */
+	for (bit = 0; bit < 64; bit++) {
+		flag = BIT_ULL(bit);
+		if (flag & known)
+			continue;
+
+		assert_create_einval(self->vm, size, flag);
+		assert_create_einval(self->vm, size, self->flags | flag);
+	}
+
+	/* A page size without GUEST_MEMFD_FLAG_HUGETLB. */
+	for (shift = 1; shift <= GUEST_MEMFD_HUGETLB_SIZE_MASK; shift++)
+		assert_create_einval(self->vm, size,
+				     shift << GUEST_MEMFD_HUGETLB_SIZE_SHIFT);
+
+	/* Page sizes other than 2MiB, 1GiB or the default. */
+	for (shift = 1; shift <= GUEST_MEMFD_HUGETLB_SIZE_MASK; shift++) {
+		if (shift == 21 || shift == 30)
+			continue;
+
+		assert_create_einval(self->vm, size, GUEST_MEMFD_FLAG_HUGETLB |
+				     shift << GUEST_MEMFD_HUGETLB_SIZE_SHIFT);
+	}
+}
+
+TEST_F(gmem_hugetlb, invalid_sizes)
+{
+	const uint64_t hpage = variant->page_size;
+	const uint64_t sizes[] = {
+		0, 1, SZ_4K - 1, SZ_4K, SZ_64K,
+		hpage / 2, hpage - SZ_4K, hpage + SZ_4K, hpage + hpage / 2,
+		2 * hpage - SZ_4K, 2 * hpage + 1,
+		/* Multiples of 2MiB that aren't multiples of 1GiB. */
+		SZ_2M * 3, SZ_1G + SZ_2M,
+	};
+	int i;
+
+	for (i = 0; i < ARRAY_SIZE(sizes); i++) {
+		if (!(sizes[i] % hpage) && sizes[i])
+			continue;
+
+		assert_create_einval(self->vm, sizes[i], self->flags);
+	}
+}
+
+TEST_F(gmem_hugetlb, pool_exhausted_enomem)
+{
+	const uint64_t hpage = variant->page_size;
+	uint64_t avail = pool_available(&self->base);
+	struct pools before;
+	int fd, fd2, err;
+
+	if (self->base.nr_overcommit)
+		SKIP(return, "nr_overcommit_hugepages = %lu, the pool can grow",
+		     self->base.nr_overcommit);
+
+	/* One page more than the pool can provide. */
+	read_pools(&before);
+	fd = __vm_create_guest_memfd(self->vm, (avail + 1) * hpage, self->flags);
+	err = errno;
+	ASSERT_EQ(-1, fd)
+		TH_LOG("Reserving %lu hugepages succeeded with %lu available",
+		       avail + 1, avail);
+	ASSERT_EQ(ENOMEM, err)
+		TH_LOG("Reserving %lu hugepages with %lu available failed with %s, expected ENOMEM",
+		       avail + 1, avail, strerror(err));
+	assert_pools_unchanged(&before, "Failed reservation");
+
+	if (!avail)
+		return;
+
+	/* Reserve all that's left, then nothing more fits. */
+	fd = __vm_create_guest_memfd(self->vm, avail * hpage, self->flags);
+	ASSERT_LE(0, fd)
+		TH_LOG("Reserving all %lu available hugepages failed: %s",
+		       avail, strerror(errno));
+	assert_pool(&self->base, 0, avail, "reserved the whole pool");
+
+	read_pools(&before);
+	fd2 = __vm_create_guest_memfd(self->vm, hpage, self->flags);
+	err = errno;
+	ASSERT_EQ(-1, fd2)
+		TH_LOG("Reserved a hugepage from an exhausted pool");
+	ASSERT_EQ(ENOMEM, err)
+		TH_LOG("Reserving from an exhausted pool failed with %s, expected ENOMEM",
+		       strerror(err));
+	assert_pools_unchanged(&before, "Failed reservation from exhausted pool");
+
+	close(fd);
+	assert_pool(&self->base, 0, 0, "closed the file reserving the whole pool");
+}
+
+TEST_F(gmem_hugetlb, default_page_size)
+{
+	size_t def = default_hugetlb_page_size();
+	struct stat st;
+	int fd;
+
+	if (def != variant->page_size)
+		SKIP(return, "Default HugeTLB page size is %zukB", def >> 10);
+	if (!hugepages_available(2))
+		return;
+
+	fd = __vm_create_guest_memfd(self->vm, 2 * def, GUEST_MEMFD_FLAG_HUGETLB);
+	ASSERT_LE(0, fd)
+		TH_LOG("GUEST_MEMFD_FLAG_HUGETLB without a page size failed: %s",
+		       strerror(errno));
+	assert_pool(&self->base, 0, 2, "created with the default page size");
+
+	ASSERT_EQ(0, fstat(fd, &st));
+	ASSERT_EQ(def, st.st_blksize);
+
+	close(fd);
+	assert_pool(&self->base, 0, 0, "closed");
+}
+
+TEST_F(gmem_hugetlb, file_ops)
+{
+	const uint64_t size = 2 * variant->page_size;
+	struct stat st;
+	char buf[64];
+	void *mem;
+	int fd;
+
+	if (!hugepages_available(2))
+		return;
+
+	fd = vm_create_guest_memfd(self->vm, size, self->flags);
+
+	ASSERT_EQ(0, fstat(fd, &st));
+	ASSERT_EQ(size, st.st_size);
+	ASSERT_EQ(variant->page_size, st.st_blksize)
+		TH_LOG("st_blksize must be the HugeTLB page size");
+
+	ASSERT_GT(0, read(fd, buf, sizeof(buf)));
+	ASSERT_GT(0, write(fd, buf, sizeof(buf)));
+	ASSERT_GT(0, pread(fd, buf, sizeof(buf), 0));
+	ASSERT_GT(0, pwrite(fd, buf, sizeof(buf), 0));
+
+	mem = mmap(NULL, variant->page_size, PROT_READ | PROT_WRITE,
+		   MAP_SHARED, fd, 0);
+	ASSERT_EQ(MAP_FAILED, mem) TH_LOG("mmap(MAP_SHARED) of guest_memfd succeeded");
+	mem = mmap(NULL, variant->page_size, PROT_READ | PROT_WRITE,
+		   MAP_PRIVATE, fd, 0);
+	ASSERT_EQ(MAP_FAILED, mem) TH_LOG("mmap(MAP_PRIVATE) of guest_memfd succeeded");
+
+	/* None of the above may have allocated anything. */
+	assert_pool(&self->base, 0, 2, "after read/write/mmap attempts");
+
+	close(fd);
+	assert_pool(&self->base, 0, 0, "closed");
+}
+
+TEST_F(gmem_hugetlb, reserve_on_create_release_on_close)
+{
+	const uint64_t hpage = variant->page_size;
+	const int nr = hpage >= SZ_1G ? 2 : 8;
+	int fd1, fd2;
+
+	if (!hugepages_available(nr + 1))
+		return;
+
+	fd1 = vm_create_guest_memfd(self->vm, nr * hpage, self->flags);
+	assert_pool(&self->base, 0, nr, "created a %d page file", nr);
+
+	fd2 = vm_create_guest_memfd(self->vm, hpage, self->flags);
+	assert_pool(&self->base, 0, nr + 1, "created a second, 1 page file");
+
+	close(fd1);
+	assert_pool(&self->base, 0, 1, "closed the %d page file", nr);
+
+	close(fd2);
+	assert_pool(&self->base, 0, 0, "closed both files");
+}
+
+TEST_F_TIMEOUT(gmem_hugetlb, fallocate_accounting, 120)
+{
+	const uint64_t hpage = variant->page_size;
+	int fd;
+
+	if (!hugepages_available(2))
+		return;
+
+	fd = vm_create_guest_memfd(self->vm, 2 * hpage, self->flags);
+	assert_pool(&self->base, 0, 2, "created a 2 page file");
+
+	/* 4KiB in the middle of page 0 allocates all of page 0. */
+	do_fallocate(fd, false, hpage / 2, SZ_4K);
+	assert_pool(&self->base, -1, 1, "allocated 4KiB in page 0");
+
+	/* Allocating again is a nop. */
+	do_fallocate(fd, false, hpage / 2, SZ_4K);
+	assert_pool(&self->base, -1, 1, "allocated the same 4KiB again");
+	do_fallocate(fd, false, 0, hpage);
+	assert_pool(&self->base, -1, 1, "allocated all of page 0");
+
+	/* A range straddling both pages only allocates page 1. */
+	do_fallocate(fd, false, hpage - SZ_4K, 2 * SZ_4K);
+	assert_pool(&self->base, -2, 0, "allocated a range straddling pages 0 and 1");
+
+	do_fallocate(fd, false, 0, 2 * hpage);
+	assert_pool(&self->base, -2, 0, "allocated the whole file again");
+
+	close(fd);
+	assert_pool(&self->base, 0, 0, "closed");
+}
+
+TEST_F_TIMEOUT(gmem_hugetlb, punch_hole_accounting, 120)
+{
+	const uint64_t hpage = variant->page_size;
+	int fd;
+
+	if (!hugepages_available(2))
+		return;
+
+	fd = vm_create_guest_memfd(self->vm, 2 * hpage, self->flags);
+	do_fallocate(fd, false, 0, SZ_4K);
+	assert_pool(&self->base, -1, 1, "allocated page 0 of 2");
+
+	/* Punching a page that was never allocated drops its reservation. */
+	do_fallocate(fd, true, hpage, hpage);
+	assert_pool(&self->base, -1, 0, "punched unallocated page 1");
+	do_fallocate(fd, true, hpage, hpage);
+	assert_pool(&self->base, -1, 0, "punched page 1 again");
+
+	/* Punching an allocated page returns it to the pool. */
+	do_fallocate(fd, true, 0, hpage);
+	assert_pool(&self->base, 0, 0, "punched allocated page 0");
+	do_fallocate(fd, true, 0, hpage);
+	assert_pool(&self->base, 0, 0, "punched page 0 again");
+
+	/* Punched pages are reserved and allocated again on demand. */
+	do_fallocate(fd, false, hpage - SZ_4K, 2 * SZ_4K);
+	assert_pool(&self->base, -2, 0, "reallocated both punched pages");
+
+	/* Punching beyond EOF is allowed and changes nothing. */
+	do_fallocate(fd, true, 2 * hpage, hpage);
+	assert_pool(&self->base, -2, 0, "punched beyond EOF");
+
+	do_fallocate(fd, true, 0, 2 * hpage);
+	assert_pool(&self->base, 0, 0, "punched the whole file");
+
+	close(fd);
+	assert_pool(&self->base, 0, 0, "closed");
+}
+
+/*
+ * Lazy punch-hole: punching part of a hugepage succeeds, never changes the
+ * pool while any subpage of the folio is left, and frees the hugepage (and
+ * its reservation) exactly when the last subpage is punched.  Punching part
+ * of a hugepage that holds no folio changes nothing either.
+ */
+TEST_F_TIMEOUT(gmem_hugetlb, punch_hole_partial_is_lazy, 120)
+{
+	const uint64_t hpage = variant->page_size;
+	const struct {
+		uint64_t offset;
+		uint64_t len;
+	} cases[] = {
+		{ 0, SZ_4K },
+		{ SZ_4K, hpage / 2 - SZ_4K },
+		{ hpage / 2, hpage / 2 - 2 * SZ_4K },
+		{ hpage, SZ_4K },		/* page 1 holds no folio */
+		{ hpage + SZ_4K, hpage / 2 },
+		{ 0, hpage / 2 },		/* overlaps what is punched */
+	};
+	int fd, i;
+
+	if (!hugepages_available(2))
+		return;
+
+	fd = vm_create_guest_memfd(self->vm, 2 * hpage, self->flags);
+	do_fallocate(fd, false, 0, hpage);
+	assert_pool(&self->base, -1, 1, "allocated page 0 of 2");
+
+	for (i = 0; i < ARRAY_SIZE(cases); i++) {
+		do_fallocate(fd, true, cases[i].offset, cases[i].len);
+		assert_pool(&self->base, -1, 1,
+			    "PUNCH_HOLE(offset = 0x%lx, len = 0x%lx) left a subpage",
+			    cases[i].offset, cases[i].len);
+	}
+
+	/* One 4K subpage of page 0 is left: [hpage - 8K, hpage - 4K). */
+	do_fallocate(fd, true, hpage - SZ_4K, SZ_4K);
+	assert_pool(&self->base, -1, 1, "one subpage still in use");
+	do_fallocate(fd, true, hpage - 2 * SZ_4K, SZ_4K);
+	assert_pool(&self->base, 0, 1, "last subpage punched: page 0 freed");
+
+	close(fd);
+	assert_pool(&self->base, 0, 0, "closed");
+}
+
+TEST_F(gmem_hugetlb, fallocate_invalid)
+{
+	const uint64_t hpage = variant->page_size;
+	const uint64_t size = 2 * hpage;
+	int fd, r;
+
+	if (!hugepages_available(2))
+		return;
+
+	fd = vm_create_guest_memfd(self->vm, size, self->flags);
+	assert_pool(&self->base, 0, 2, "created a 2 page file");
+
+	/* Not 4KiB aligned. */
+	do_fallocate_fail(fd, false, 1, SZ_4K, EINVAL);
+	do_fallocate_fail(fd, false, 0, SZ_4K - 1, EINVAL);
+	do_fallocate_fail(fd, false, SZ_4K, hpage + 1, EINVAL);
+	do_fallocate_fail(fd, true, 1, hpage, EINVAL);
+	do_fallocate_fail(fd, true, 0, hpage - 1, EINVAL);
+	do_fallocate_fail(fd, true, hpage, hpage + 1, EINVAL);
+
+	/* Beyond EOF. */
+	do_fallocate_fail(fd, false, size, SZ_4K, EINVAL);
+	do_fallocate_fail(fd, false, size - SZ_4K, 2 * SZ_4K, EINVAL);
+	do_fallocate_fail(fd, false, size + hpage, hpage, EINVAL);
+
+	/* The file size is immutable. */
+	r = fallocate(fd, 0, 0, hpage);
+	ASSERT_EQ(-1, r) TH_LOG("fallocate() without FALLOC_FL_KEEP_SIZE succeeded");
+
+	assert_pool(&self->base, 0, 2, "after invalid fallocate() calls");
+
+	close(fd);
+	assert_pool(&self->base, 0, 0, "closed");
+}
+
+struct fallocate_thread {
+	pthread_t thread;
+	pthread_barrier_t *barrier;
+	int fd;
+	uint64_t offset;
+	int ret;
+	int err;
+};
+
+static void *fallocate_thread_fn(void *arg)
+{
+	struct fallocate_thread *t = arg;
+
+	pthread_barrier_wait(t->barrier);
+	t->ret = gmem_fallocate(t->fd, false, t->offset, SZ_4K);
+	t->err = errno;
+
+	return NULL;
+}
+
+static void start_fallocate_thread(struct fallocate_thread *t,
+				   pthread_barrier_t *barrier, int fd,
+				   uint64_t offset)
+{
+	int r;
+
+	t->barrier = barrier;
+	t->fd = fd;
+	t->offset = offset;
+	t->ret = -1;
+	t->err = 0;
+	r = pthread_create(&t->thread, NULL, fallocate_thread_fn, t);
+	TEST_ASSERT(!r, "pthread_create() failed: %s", strerror(r));
+}
+
+/* Two threads allocating the same hugepage must allocate it only once. */
+TEST_F_TIMEOUT(gmem_hugetlb, concurrent_fallocate, 120)
+{
+	const uint64_t hpage = variant->page_size;
+	struct fallocate_thread threads[2];
+	pthread_barrier_t barrier;
+	int fd, i, j;
+
+	if (!hugepages_available(1))
+		return;
+
+	fd = vm_create_guest_memfd(self->vm, hpage, self->flags);
+	assert_pool(&self->base, 0, 1, "created a 1 page file");
+
+	pthread_barrier_init(&barrier, NULL, ARRAY_SIZE(threads));
+
+	for (i = 0; i < variant->race_iterations; i++) {
+		/* Different 4KiB pieces of the same hugepage. */
+		start_fallocate_thread(&threads[0], &barrier, fd,
+				       i & 1 ? hpage - SZ_4K : 0);
+		start_fallocate_thread(&threads[1], &barrier, fd,
+				       i & 1 ? 0 : hpage - SZ_4K);
+
+		for (j = 0; j < ARRAY_SIZE(threads); j++) {
+			pthread_join(threads[j].thread, NULL);
+			ASSERT_EQ(0, threads[j].ret)
+				TH_LOG("Iteration %d: racing fallocate(offset = 0x%lx) failed: %s",
+				       i, threads[j].offset,
+				       strerror(threads[j].err));
+		}
+
+		assert_pool(&self->base, -1, 0,
+			    "iteration %d: two threads allocated the same page", i);
+
+		do_fallocate(fd, true, 0, hpage);
+		assert_pool(&self->base, 0, 0, "iteration %d: punched the page", i);
+	}
+
+	pthread_barrier_destroy(&barrier);
+	close(fd);
+	assert_pool(&self->base, 0, 0, "closed");
+}
+
+/*
+ * A guest fault and a host fallocate() of the same hugepage must allocate it
+ * only once, and the guest must see zeroes and be mapped with a hugepage.
+ */
+TEST_F_TIMEOUT(gmem_hugetlb, concurrent_fault_and_fallocate, 120)
+{
+	const uint64_t hpage = variant->page_size;
+	struct vm_mapping_level_stats base, now;
+	struct fallocate_thread thread;
+	struct private_guest pg;
+	pthread_barrier_t barrier;
+	int i;
+
+	if (!sw_protected_vm_supported())
+		SKIP(return, "KVM_X86_SW_PROTECTED_VM not supported");
+	if (!hugepages_available(1))
+		return;
+
+	private_guest_create(&pg, guest_race_code, self->flags, hpage, 0, hpage);
+	vcpu_args_set(pg.vcpu, 3, TEST_GPA, hpage, variant->race_iterations);
+	assert_pool(&self->base, 0, 1, "created a 1 page file");
+
+	run_guest(pg.vcpu, STAGE_READY);
+	vm_get_mapping_level_stats(pg.vm, &base);
+
+	pthread_barrier_init(&barrier, NULL, 2);
+
+	for (i = 0; i < variant->race_iterations; i++) {
+		start_fallocate_thread(&thread, &barrier, pg.fd,
+				       i & 1 ? 0 : hpage - SZ_4K);
+		pthread_barrier_wait(&barrier);
+		run_guest(pg.vcpu, STAGE_RACE + i);
+
+		pthread_join(thread.thread, NULL);
+		ASSERT_EQ(0, thread.ret)
+			TH_LOG("Iteration %d: fallocate() racing with a guest fault failed: %s",
+			       i, strerror(thread.err));
+		assert_pool(&self->base, -1, 0,
+			    "iteration %d: guest and host allocated the same page", i);
+
+		vm_get_mapping_level_stats(pg.vm, &now);
+		ASSERT_EQ(level_pages(&base, hpage) + 1, level_pages(&now, hpage))
+			TH_LOG("Iteration %d: the guest's hugepage isn't mapped with a %zukB page",
+			       i, hpage >> 10);
+
+		do_fallocate(pg.fd, true, 0, hpage);
+		assert_pool(&self->base, 0, 0, "iteration %d: punched the page", i);
+
+		vm_get_mapping_level_stats(pg.vm, &now);
+		ASSERT_EQ(level_pages(&base, hpage), level_pages(&now, hpage))
+			TH_LOG("Iteration %d: PUNCH_HOLE didn't unmap the %zukB page",
+			       i, hpage >> 10);
+	}
+	run_guest(pg.vcpu, 0);
+
+	pthread_barrier_destroy(&barrier);
+	private_guest_destroy(&pg);
+	assert_pool(&self->base, 0, 0, "destroyed the VM and closed the file");
+}
+
+/*
+ * The guest sees zeroed memory, which KVM maps with pages of the HugeTLB size;
+ * punching the memory unmaps and frees it, and the guest then sees zeroed
+ * memory again.
+ */
+TEST_F_TIMEOUT(gmem_hugetlb, guest_private_mapping, 120)
+{
+	const uint64_t hpage = variant->page_size;
+	/* 1 GiB, or 4 MiB (2 pages) for 2 MiB pages. */
+	const long nr = hpage >= SZ_1G ? 1 : 2;
+	const uint64_t size = nr * hpage;
+	const size_t other = other_huge_size(hpage);
+	struct vm_mapping_level_stats base, now;
+	struct private_guest pg;
+
+	if (!sw_protected_vm_supported())
+		SKIP(return, "KVM_X86_SW_PROTECTED_VM not supported");
+	if (!hugepages_available(nr))
+		return;
+
+	private_guest_create(&pg, guest_code, self->flags, size, 0, size);
+	vcpu_args_set(pg.vcpu, 3, TEST_GPA, size, guest_stride(size));
+	assert_pool(&self->base, 0, nr, "created a %ld page file", nr);
+
+	run_guest(pg.vcpu, STAGE_READY);
+	vm_get_mapping_level_stats(pg.vm, &base);
+
+	run_guest(pg.vcpu, STAGE_TOUCHED);
+	assert_pool(&self->base, -nr, 0, "guest touched all of its memory");
+
+	vm_get_mapping_level_stats(pg.vm, &now);
+	ASSERT_EQ(level_pages(&base, hpage) + nr, level_pages(&now, hpage))
+		TH_LOG("Expected the guest's %ld %zukB pages to be mapped at %zukB (4k/2m/1g: %lu/%lu/%lu -> %lu/%lu/%lu)",
+		       nr, hpage >> 10, hpage >> 10,
+		       base.pages_4k, base.pages_2m, base.pages_1g,
+		       now.pages_4k, now.pages_2m, now.pages_1g);
+	ASSERT_EQ(level_pages(&base, other), level_pages(&now, other))
+		TH_LOG("Unexpected %zukB mappings (4k/2m/1g: %lu/%lu/%lu -> %lu/%lu/%lu)",
+		       other >> 10,
+		       base.pages_4k, base.pages_2m, base.pages_1g,
+		       now.pages_4k, now.pages_2m, now.pages_1g);
+
+	/* Free the memory: it must be unmapped and go back to the pool. */
+	do_fallocate(pg.fd, true, 0, size);
+	assert_pool(&self->base, 0, 0, "punched all of the guest's memory");
+
+	vm_get_mapping_level_stats(pg.vm, &now);
+	ASSERT_EQ(level_pages(&base, hpage), level_pages(&now, hpage))
+		TH_LOG("PUNCH_HOLE left %lu %zukB mappings",
+		       level_pages(&now, hpage) - level_pages(&base, hpage),
+		       hpage >> 10);
+
+	/* The guest faults the memory back in, zeroed. */
+	run_guest(pg.vcpu, STAGE_RETOUCHED);
+	assert_pool(&self->base, -nr, 0, "guest touched its punched memory");
+
+	vm_get_mapping_level_stats(pg.vm, &now);
+	ASSERT_EQ(level_pages(&base, hpage) + nr, level_pages(&now, hpage))
+		TH_LOG("Refaulted memory isn't mapped at %zukB (4k/2m/1g: %lu/%lu/%lu -> %lu/%lu/%lu)",
+		       hpage >> 10,
+		       base.pages_4k, base.pages_2m, base.pages_1g,
+		       now.pages_4k, now.pages_2m, now.pages_1g);
+
+	run_guest(pg.vcpu, 0);
+
+	private_guest_destroy(&pg);
+	assert_pool(&self->base, 0, 0, "destroyed the VM and closed the file");
+}
+
+/*
+ * A memslot whose guest_memfd offset isn't hugepage aligned relative to its
+ * GPA still works, but can only be mapped with 4KiB pages.
+ */
+TEST_F_TIMEOUT(gmem_hugetlb, guest_misaligned_offset, 120)
+{
+	const uint64_t hpage = variant->page_size;
+	const uint64_t offset = SZ_4K;
+	const uint64_t slot_size = SZ_4M;
+	const uint64_t file_size = align_up(offset + slot_size, hpage);
+	const long nr = file_size / hpage;
+	const uint64_t nr_touched = slot_size / guest_stride(slot_size);
+	struct vm_mapping_level_stats base, touched, punched;
+	struct private_guest pg;
+
+	if (!sw_protected_vm_supported())
+		SKIP(return, "KVM_X86_SW_PROTECTED_VM not supported");
+	if (!hugepages_available(nr))
+		return;
+
+	private_guest_create(&pg, guest_code, self->flags, file_size, offset,
+			     slot_size);
+	vcpu_args_set(pg.vcpu, 3, TEST_GPA, slot_size, guest_stride(slot_size));
+	assert_pool(&self->base, 0, nr, "created a %ld page file", nr);
+
+	run_guest(pg.vcpu, STAGE_READY);
+	vm_get_mapping_level_stats(pg.vm, &base);
+
+	run_guest(pg.vcpu, STAGE_TOUCHED);
+	/* The slot overlaps all pages of the file. */
+	assert_pool(&self->base, -nr, 0, "guest touched all of its memory");
+
+	vm_get_mapping_level_stats(pg.vm, &touched);
+	ASSERT_TRUE(touched.pages_2m == base.pages_2m &&
+		    touched.pages_1g == base.pages_1g)
+		TH_LOG("Misaligned memslot mapped with hugepages (4k/2m/1g: %lu/%lu/%lu -> %lu/%lu/%lu)",
+		       base.pages_4k, base.pages_2m, base.pages_1g,
+		       touched.pages_4k, touched.pages_2m, touched.pages_1g);
+	ASSERT_LE(base.pages_4k + nr_touched, touched.pages_4k)
+		TH_LOG("Expected at least %lu new 4KiB mappings", nr_touched);
+
+	do_fallocate(pg.fd, true, 0, file_size);
+	assert_pool(&self->base, 0, 0, "punched the whole file");
+
+	vm_get_mapping_level_stats(pg.vm, &punched);
+	ASSERT_LE(nr_touched, touched.pages_4k - punched.pages_4k)
+		TH_LOG("PUNCH_HOLE didn't unmap the guest's 4KiB mappings (%lu -> %lu)",
+		       touched.pages_4k, punched.pages_4k);
+
+	run_guest(pg.vcpu, STAGE_RETOUCHED);
+	assert_pool(&self->base, -nr, 0, "guest touched its punched memory");
+	run_guest(pg.vcpu, 0);
+
+	private_guest_destroy(&pg);
+	assert_pool(&self->base, 0, 0, "destroyed the VM and closed the file");
+}
+
+FIXTURE(gmem_4k) {};
+FIXTURE_SETUP(gmem_4k) {}
+FIXTURE_TEARDOWN(gmem_4k) {}
+
+/* Control: a regular guest_memfd is only ever mapped with 4KiB pages. */
+TEST_F_TIMEOUT(gmem_4k, guest_mapping, 120)
+{
+	const uint64_t size = SZ_4M;
+	const uint64_t nr_touched = size / guest_stride(size);
+	struct vm_mapping_level_stats base, now;
+	struct private_guest pg;
+
+	if (!kvm_has_cap(KVM_CAP_GUEST_MEMFD) || !sw_protected_vm_supported())
+		SKIP(return, "guest_memfd or KVM_X86_SW_PROTECTED_VM not supported");
+
+	private_guest_create(&pg, guest_code, 0, size, 0, size);
+	vcpu_args_set(pg.vcpu, 3, TEST_GPA, size, guest_stride(size));
+
+	run_guest(pg.vcpu, STAGE_READY);
+	vm_get_mapping_level_stats(pg.vm, &base);
+
+	run_guest(pg.vcpu, STAGE_TOUCHED);
+	vm_get_mapping_level_stats(pg.vm, &now);
+	ASSERT_TRUE(now.pages_2m == base.pages_2m && now.pages_1g == base.pages_1g)
+		TH_LOG("Regular guest_memfd mapped with hugepages (4k/2m/1g: %lu/%lu/%lu -> %lu/%lu/%lu)",
+		       base.pages_4k, base.pages_2m, base.pages_1g,
+		       now.pages_4k, now.pages_2m, now.pages_1g);
+	ASSERT_LE(base.pages_4k + nr_touched, now.pages_4k)
+		TH_LOG("Expected at least %lu new 4KiB mappings", nr_touched);
+
+	do_fallocate(pg.fd, true, 0, size);
+	run_guest(pg.vcpu, STAGE_RETOUCHED);
+	run_guest(pg.vcpu, 0);
+
+	private_guest_destroy(&pg);
+}
+
+/* ------------------------------------------------------------------------ */
+/* HugeTLB cgroup reservation accounting                                    */
+/* ------------------------------------------------------------------------ */
+
+FIXTURE(gmem_hugetlb_cgroup) {
+	/* Child cgroup created by the test, removed by the parent. */
+	char cgroup[128];
+	bool created;
+	uint64_t flags;
+	struct hugetlb_pool_stats base;
+};
+
+FIXTURE_VARIANT(gmem_hugetlb_cgroup) {
+	size_t page_size;
+	const char *name;
+};
+
+FIXTURE_VARIANT_ADD(gmem_hugetlb_cgroup, 2M) {
+	.page_size = SZ_2M,
+	.name = "2MB",
+};
+
+FIXTURE_VARIANT_ADD(gmem_hugetlb_cgroup, 1G) {
+	.page_size = SZ_1G,
+	.name = "1GB",
+};
+
+static int cg_write(const char *dir, const char *file, const char *str)
+{
+	char path[PATH_MAX];
+	ssize_t r;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, file);
+	fd = open(path, O_WRONLY);
+	if (fd < 0)
+		return -errno;
+
+	r = write(fd, str, strlen(str));
+	r = r < 0 ? -errno : 0;
+	close(fd);
+
+	return r;
+}
+
+static bool cg_has_controller(const char *dir, const char *name)
+{
+	char path[PATH_MAX], buf[512], *tok, *save;
+	ssize_t len;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/cgroup.controllers", dir);
+	fd = open(path, O_RDONLY);
+	if (fd < 0)
+		return false;
+
+	len = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (len <= 0)
+		return false;
+	buf[len] = '\0';
+
+	for (tok = strtok_r(buf, "\n ", &save); tok;
+	     tok = strtok_r(NULL, "\n ", &save)) {
+		if (!strcmp(tok, name))
+			return true;
+	}
+
+	return false;
+}
+
+static uint64_t cg_rsvd_current(struct __test_metadata *_metadata,
+				const char *cgroup, const char *name)
+{
+	char path[PATH_MAX];
+	uint64_t val = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/hugetlb.%s.rsvd.current", cgroup, name);
+	f = fopen(path, "r");
+	ASSERT_NE(NULL, f) TH_LOG("Failed to open %s: %s", path, strerror(errno));
+	ASSERT_EQ(1, fscanf(f, "%lu", &val)) TH_LOG("Failed to parse %s", path);
+	fclose(f);
+
+	return val;
+}
+
+FIXTURE_SETUP(gmem_hugetlb_cgroup)
+{
+	uint64_t sizes = 0;
+	struct statfs fs;
+
+	if (!hugetlb_size_supported(variant->page_size, &sizes))
+		SKIP(return,
+		     "KVM doesn't support %zukB HugeTLB guest_memfd (KVM_CAP_GUEST_MEMFD_HUGETLB = 0x%lx)",
+		     variant->page_size >> 10, sizes);
+
+	if (statfs(CGROUP_ROOT, &fs) || fs.f_type != CGROUP2_SUPER_MAGIC)
+		SKIP(return, "No cgroup2 filesystem mounted at %s", CGROUP_ROOT);
+	if (!cg_has_controller(CGROUP_ROOT, "hugetlb"))
+		SKIP(return, "No hugetlb controller in %s/cgroup.controllers",
+		     CGROUP_ROOT);
+
+	self->flags = guest_memfd_hugetlb_flags(variant->page_size);
+	read_pool(_metadata, variant->page_size, &self->base);
+}
+
+/*
+ * Runs in the parent after the test process exited, so that the cgroup is
+ * empty and removed even if the test died.
+ */
+FIXTURE_TEARDOWN_PARENT(gmem_hugetlb_cgroup)
+{
+	int i, r;
+
+	if (!self->created)
+		return;
+
+	for (i = 0; i < 100; i++) {
+		r = rmdir(self->cgroup);
+		if (!r || errno != EBUSY)
+			break;
+		usleep(10000);
+	}
+	if (r)
+		TH_LOG("Failed to remove %s: %s", self->cgroup, strerror(errno));
+}
+
+/*
+ * Move the test process to a new child of the root cgroup with the hugetlb
+ * controller enabled, so that it is charged for its reservations.
+ */
+static bool __cg_enter_child(struct __test_metadata *_metadata, char *cgroup,
+			     size_t cgroup_len, bool *created, const char *name)
+{
+	char path[256], pid[32];
+	int r;
+
+	r = cg_write(CGROUP_ROOT, "cgroup.subtree_control", "+hugetlb");
+	if (r)
+		SKIP(return false, "Can't enable hugetlb in %s/cgroup.subtree_control: %s",
+		     CGROUP_ROOT, strerror(-r));
+
+	snprintf(cgroup, cgroup_len, "%s/kvm_gmem_hugetlb_test.%d", CGROUP_ROOT,
+		 getpid());
+	if (mkdir(cgroup, 0755))
+		SKIP(return false, "Can't create %s: %s", cgroup, strerror(errno));
+	*created = true;
+
+	snprintf(path, sizeof(path), "%s/hugetlb.%s.rsvd.current", cgroup, name);
+	if (access(path, F_OK))
+		SKIP(return false, "No %s", path);
+
+	snprintf(pid, sizeof(pid), "%d", getpid());
+	r = cg_write(cgroup, "cgroup.procs", pid);
+	if (r)
+		SKIP(return false, "Can't move to %s: %s", cgroup, strerror(-r));
+
+	return true;
+}
+
+#define cg_enter_child()						\
+	__cg_enter_child(_metadata, self->cgroup, sizeof(self->cgroup),	\
+			 &self->created, variant->name)
+
+TEST_F_TIMEOUT(gmem_hugetlb_cgroup, rsvd_charged_on_create_uncharged_on_close, 120)
+{
+	const uint64_t hpage = variant->page_size;
+	struct kvm_vm *vm;
+	uint64_t rsvd0, rsvd;
+	int fd;
+
+	if (!hugepages_available(2))
+		return;
+	if (!cg_enter_child())
+		return;
+
+	vm = vm_create_barebones();
+	rsvd0 = cg_rsvd_current(_metadata, self->cgroup, variant->name);
+
+	fd = vm_create_guest_memfd(vm, 2 * hpage, self->flags);
+	rsvd = cg_rsvd_current(_metadata, self->cgroup, variant->name);
+	ASSERT_EQ(rsvd0 + 2 * hpage, rsvd)
+		TH_LOG("hugetlb.%s.rsvd.current is %lu after reserving 2 pages, expected %lu",
+		       variant->name, rsvd, rsvd0 + 2 * hpage);
+	assert_pool(&self->base, 0, 2, "created a 2 page file");
+
+	/* Allocate one page, close must still uncharge everything. */
+	do_fallocate(fd, false, 0, SZ_4K);
+	assert_pool(&self->base, -1, 1, "allocated page 0");
+
+	close(fd);
+	rsvd = cg_rsvd_current(_metadata, self->cgroup, variant->name);
+	ASSERT_EQ(rsvd0, rsvd)
+		TH_LOG("hugetlb.%s.rsvd.current is %lu after close, expected %lu",
+		       variant->name, rsvd, rsvd0);
+	assert_pool(&self->base, 0, 0, "closed");
+
+	kvm_vm_free(vm);
+}
+
+TEST_F(gmem_hugetlb_cgroup, rsvd_unchanged_on_enomem)
+{
+	const uint64_t hpage = variant->page_size;
+	uint64_t avail = pool_available(&self->base);
+	uint64_t rsvd0, rsvd;
+	struct kvm_vm *vm;
+	int fd, err;
+
+	if (self->base.nr_overcommit)
+		SKIP(return, "nr_overcommit_hugepages = %lu, the pool can grow",
+		     self->base.nr_overcommit);
+	if (!cg_enter_child())
+		return;
+
+	vm = vm_create_barebones();
+	rsvd0 = cg_rsvd_current(_metadata, self->cgroup, variant->name);
+
+	fd = __vm_create_guest_memfd(vm, (avail + 1) * hpage, self->flags);
+	err = errno;
+	ASSERT_EQ(-1, fd)
+		TH_LOG("Reserving %lu hugepages succeeded with %lu available",
+		       avail + 1, avail);
+	ASSERT_EQ(ENOMEM, err)
+		TH_LOG("Failed with %s, expected ENOMEM", strerror(err));
+
+	rsvd = cg_rsvd_current(_metadata, self->cgroup, variant->name);
+	ASSERT_EQ(rsvd0, rsvd)
+		TH_LOG("hugetlb.%s.rsvd.current changed from %lu to %lu on a failed reservation",
+		       variant->name, rsvd0, rsvd);
+	assert_pool(&self->base, 0, 0, "failed reservation");
+
+	kvm_vm_free(vm);
+}
+
+TEST_HARNESS_MAIN
