@@ -155,6 +155,96 @@ void hugetlb_gmem_for_each_unpunched_block(const unsigned long *map,
 }
 EXPORT_SYMBOL_GPL(hugetlb_gmem_for_each_unpunched_block);
 
+struct hugetlb_gmem_mark {
+	unsigned long *map;
+	void (*fn)(unsigned long start, unsigned int order, void *arg);
+	void *arg;
+	unsigned long punched;
+};
+
+static void hugetlb_gmem_mark_block(unsigned long start, unsigned int order,
+				    void *arg)
+{
+	struct hugetlb_gmem_mark *m = arg;
+
+	if (m->fn)
+		m->fn(start, order, m->arg);
+	bitmap_set(m->map, start, 1UL << order);
+	m->punched += 1UL << order;
+}
+
+/**
+ * hugetlb_gmem_punch_subpages - mark subpages of a folio punched
+ * @map: the folio's punched-subpage bitmap
+ * @start: first subpage offset
+ * @end: subpage offset after the range
+ * @fn: if not NULL, called for each maximal aligned block of subpages that
+ *	were not punched yet, before the block is marked
+ * @arg: passed to @fn
+ *
+ * Return: the number of subpages newly marked.
+ */
+unsigned long hugetlb_gmem_punch_subpages(unsigned long *map,
+					  unsigned long start, unsigned long end,
+					  void (*fn)(unsigned long start,
+						     unsigned int order,
+						     void *arg),
+					  void *arg)
+{
+	struct hugetlb_gmem_mark m = { .map = map, .fn = fn, .arg = arg };
+
+	hugetlb_gmem_for_each_unpunched_block(map, start, end,
+					      hugetlb_gmem_mark_block, &m);
+	return m.punched;
+}
+EXPORT_SYMBOL_GPL(hugetlb_gmem_punch_subpages);
+
+/**
+ * hugetlb_gmem_refill_subpages - clear the punched marks of a range
+ * @map: the folio's punched-subpage bitmap
+ * @start: first subpage offset
+ * @end: subpage offset after the range
+ *
+ * Return: the number of subpages that were marked.
+ */
+unsigned long hugetlb_gmem_refill_subpages(unsigned long *map,
+					   unsigned long start,
+					   unsigned long end)
+{
+	unsigned long i, n = 0;
+
+	for (i = find_next_bit(map, end, start); i < end;
+	     i = find_next_bit(map, end, i + 1)) {
+		__clear_bit(i, map);
+		n++;
+	}
+	return n;
+}
+EXPORT_SYMBOL_GPL(hugetlb_gmem_refill_subpages);
+
+/**
+ * hugetlb_gmem_subpages_max_order - largest hole-free block around a subpage
+ * @map: the folio's punched-subpage bitmap
+ * @order: the folio's order
+ * @off: subpage offset inside the folio
+ *
+ * Return: the largest order of a naturally aligned block containing @off
+ * with no marked subpage; 0 if @off itself is marked.
+ */
+int hugetlb_gmem_subpages_max_order(const unsigned long *map,
+				    unsigned int order, unsigned long off)
+{
+	for (; order > 0; order--) {
+		unsigned long base = round_down(off, 1UL << order);
+
+		if (find_next_bit(map, base + (1UL << order), base) >=
+		    base + (1UL << order))
+			break;
+	}
+	return order;
+}
+EXPORT_SYMBOL_GPL(hugetlb_gmem_subpages_max_order);
+
 /**
  * hugetlb_gmem_order - folio order of a hugetlb guest_memfd
  * @hg: the file's hugetlb state
@@ -480,8 +570,6 @@ struct hugetlb_gmem_punch {
 	struct folio *folio;
 	hugetlb_gmem_invalidate_t invalidate;
 	enum hugetlb_gmem_why why;
-	struct hugetlb_gmem_subpages *sp;
-	unsigned long punched;
 };
 
 static void hugetlb_gmem_report_block(unsigned long start, unsigned int order,
@@ -492,7 +580,7 @@ static void hugetlb_gmem_report_block(unsigned long start, unsigned int order,
 	p->invalidate(p->folio, p->folio->index + start, order, p->why);
 }
 
-/* Report, zero and mark one newly punched block of a folio. */
+/* Report and zero one newly punched block of a folio. */
 static void hugetlb_gmem_punch_block(unsigned long start, unsigned int order,
 				     void *arg)
 {
@@ -504,8 +592,6 @@ static void hugetlb_gmem_punch_block(unsigned long start, unsigned int order,
 		clear_highpage(folio_page(p->folio, start + i));
 		cond_resched();
 	}
-	bitmap_set(p->sp->map, start, 1UL << order);
-	p->punched += 1UL << order;
 }
 
 static void hugetlb_gmem_account_punched(struct hugetlb_gmem *hg,
@@ -541,20 +627,21 @@ static bool hugetlb_gmem_punch_folio(struct hugetlb_gmem *hg,
 				     unsigned long start, unsigned long end,
 				     hugetlb_gmem_invalidate_t invalidate)
 {
+	struct hugetlb_gmem_subpages *sp = xa_load(&hg->subpages, hindex);
 	struct hugetlb_gmem_punch p = {
 		.folio = folio,
 		.invalidate = invalidate,
 		.why = HUGETLB_GMEM_PUNCH,
-		.sp = xa_load(&hg->subpages, hindex),
 	};
 
 	/* hugetlb_gmem_punch_prepare() allocated it. */
-	if (WARN_ON_ONCE(!p.sp))
+	if (WARN_ON_ONCE(!sp))
 		return false;
-	hugetlb_gmem_for_each_unpunched_block(p.sp->map, start, end,
-					      hugetlb_gmem_punch_block, &p);
-	hugetlb_gmem_account_punched(hg, p.sp, p.punched);
-	return p.sp->nr_punched == folio_nr_pages(folio);
+	hugetlb_gmem_account_punched(hg, sp,
+				     hugetlb_gmem_punch_subpages(sp->map, start, end,
+								 hugetlb_gmem_punch_block,
+								 &p));
+	return sp->nr_punched == folio_nr_pages(folio);
 }
 
 /*
@@ -676,19 +763,16 @@ unsigned long hugetlb_gmem_refill(struct hugetlb_gmem *hg, struct folio *folio,
 {
 	pgoff_t hindex = folio->index >> huge_page_order(hg->h);
 	struct hugetlb_gmem_subpages *sp;
-	unsigned long s, e, i, n = 0;
+	unsigned long n;
 
 	VM_WARN_ON_ONCE_FOLIO(!folio_test_locked(folio), folio);
 	sp = xa_load(&hg->subpages, hindex);
 	if (!sp || !sp->nr_punched)
 		return 0;
-	s = max(start, folio->index) - folio->index;
-	e = min(end, folio_next_index(folio)) - folio->index;
-	for (i = find_next_bit(sp->map, e, s); i < e;
-	     i = find_next_bit(sp->map, e, i + 1)) {
-		__clear_bit(i, sp->map);
-		n++;
-	}
+	n = hugetlb_gmem_refill_subpages(sp->map,
+					 max(start, folio->index) - folio->index,
+					 min(end, folio_next_index(folio)) -
+					 folio->index);
 	hugetlb_gmem_account_punched(hg, sp, -(long)n);
 	return n;
 }
@@ -707,22 +791,14 @@ int hugetlb_gmem_max_order(struct hugetlb_gmem *hg, struct folio *folio,
 			   pgoff_t index)
 {
 	pgoff_t hindex = folio->index >> huge_page_order(hg->h);
-	unsigned long off = index - folio->index;
 	struct hugetlb_gmem_subpages *sp;
-	int order;
 
 	VM_WARN_ON_ONCE_FOLIO(!folio_test_locked(folio), folio);
 	sp = xa_load(&hg->subpages, hindex);
 	if (!sp || !sp->nr_punched)
 		return folio_order(folio);
-	for (order = folio_order(folio); order > 0; order--) {
-		unsigned long base = round_down(off, 1UL << order);
-
-		if (find_next_bit(sp->map, base + (1UL << order), base) >=
-		    base + (1UL << order))
-			break;
-	}
-	return order;
+	return hugetlb_gmem_subpages_max_order(sp->map, folio_order(folio),
+					       index - folio->index);
 }
 EXPORT_SYMBOL_GPL(hugetlb_gmem_max_order);
 

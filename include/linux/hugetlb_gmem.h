@@ -45,6 +45,17 @@ void hugetlb_gmem_for_each_unpunched_block(const unsigned long *map,
 						      unsigned int order,
 						      void *arg),
 					   void *arg);
+unsigned long hugetlb_gmem_punch_subpages(unsigned long *map,
+					  unsigned long start, unsigned long end,
+					  void (*fn)(unsigned long start,
+						     unsigned int order,
+						     void *arg),
+					  void *arg);
+unsigned long hugetlb_gmem_refill_subpages(unsigned long *map,
+					   unsigned long start,
+					   unsigned long end);
+int hugetlb_gmem_subpages_max_order(const unsigned long *map,
+				    unsigned int order, unsigned long off);
 
 #ifdef CONFIG_KVM_GMEM_HUGETLB
 unsigned long hugetlb_gmem_supported_shifts(void);
