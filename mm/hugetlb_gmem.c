@@ -47,6 +47,7 @@ struct hugetlb_gmem {
 	/* Reservation charge of the creating task's hugetlb cgroup, or NULL. */
 	struct hugetlb_cgroup *h_cg_rsvd;
 	pgoff_t nr_hpages;
+	/* Protects the counters and the released bitmap below. */
 	spinlock_t lock;
 	/* Indices in the reserved state. */
 	unsigned long nr_reserved;
@@ -93,7 +94,7 @@ unsigned long hugetlb_gmem_supported_shifts(void)
 EXPORT_SYMBOL_GPL(hugetlb_gmem_supported_shifts);
 
 /**
- * hugetlb_gmem_for_each_block - split a range into maximal aligned blocks
+ * hugetlb_gmem_walk_blocks - split a range into maximal aligned blocks
  * @start: first page offset
  * @end: page offset after the range
  * @fn: called for each block, in ascending order
@@ -103,10 +104,8 @@ EXPORT_SYMBOL_GPL(hugetlb_gmem_supported_shifts);
  * of 2^order pages that cover [@start, @end) with the fewest blocks: each
  * block is as large as its alignment and the rest of the range allow.
  */
-void hugetlb_gmem_for_each_block(unsigned long start, unsigned long end,
-				 void (*fn)(unsigned long start,
-					    unsigned int order, void *arg),
-				 void *arg)
+void hugetlb_gmem_walk_blocks(unsigned long start, unsigned long end,
+				 hugetlb_gmem_block_fn fn, void *arg)
 {
 	while (start < end) {
 		unsigned int order = fls_long(end - start) - 1;
@@ -117,26 +116,23 @@ void hugetlb_gmem_for_each_block(unsigned long start, unsigned long end,
 		start += 1UL << order;
 	}
 }
-EXPORT_SYMBOL_GPL(hugetlb_gmem_for_each_block);
+EXPORT_SYMBOL_GPL(hugetlb_gmem_walk_blocks);
 
 /**
- * hugetlb_gmem_for_each_unpunched_block - blocks of the subpages still in use
+ * hugetlb_gmem_walk_unpunched - blocks of the subpages still in use
  * @map: punched-subpage bitmap of a folio, or NULL when none is punched
  * @start: first subpage offset inside the folio
  * @end: subpage offset after the range
- * @fn: called for each block, see hugetlb_gmem_for_each_block()
+ * @fn: called for each block, see hugetlb_gmem_walk_blocks()
  * @arg: passed to @fn
  *
  * Reports every run of unpunched subpages in [@start, @end) as maximal
  * naturally aligned blocks.
  */
-void hugetlb_gmem_for_each_unpunched_block(const unsigned long *map,
+void hugetlb_gmem_walk_unpunched(const unsigned long *map,
 					   unsigned long start,
 					   unsigned long end,
-					   void (*fn)(unsigned long start,
-						      unsigned int order,
-						      void *arg),
-					   void *arg)
+					   hugetlb_gmem_block_fn fn, void *arg)
 {
 	while (start < end) {
 		unsigned long run_end;
@@ -149,15 +145,15 @@ void hugetlb_gmem_for_each_unpunched_block(const unsigned long *map,
 		} else {
 			run_end = end;
 		}
-		hugetlb_gmem_for_each_block(start, run_end, fn, arg);
+		hugetlb_gmem_walk_blocks(start, run_end, fn, arg);
 		start = run_end;
 	}
 }
-EXPORT_SYMBOL_GPL(hugetlb_gmem_for_each_unpunched_block);
+EXPORT_SYMBOL_GPL(hugetlb_gmem_walk_unpunched);
 
 struct hugetlb_gmem_mark {
 	unsigned long *map;
-	void (*fn)(unsigned long start, unsigned int order, void *arg);
+	hugetlb_gmem_block_fn fn;
 	void *arg;
 	unsigned long punched;
 };
@@ -186,14 +182,11 @@ static void hugetlb_gmem_mark_block(unsigned long start, unsigned int order,
  */
 unsigned long hugetlb_gmem_punch_subpages(unsigned long *map,
 					  unsigned long start, unsigned long end,
-					  void (*fn)(unsigned long start,
-						     unsigned int order,
-						     void *arg),
-					  void *arg)
+					  hugetlb_gmem_block_fn fn, void *arg)
 {
 	struct hugetlb_gmem_mark m = { .map = map, .fn = fn, .arg = arg };
 
-	hugetlb_gmem_for_each_unpunched_block(map, start, end,
+	hugetlb_gmem_walk_unpunched(map, start, end,
 					      hugetlb_gmem_mark_block, &m);
 	return m.punched;
 }
@@ -660,7 +653,7 @@ static void hugetlb_gmem_remove_folio(struct hugetlb_gmem *hg,
 		.why = HUGETLB_GMEM_RELEASE,
 	};
 
-	hugetlb_gmem_for_each_unpunched_block(sp ? sp->map : NULL, 0,
+	hugetlb_gmem_walk_unpunched(sp ? sp->map : NULL, 0,
 					      folio_nr_pages(folio),
 					      hugetlb_gmem_report_block, &p);
 	hugetlb_gmem_free_subpages(hg, hindex);

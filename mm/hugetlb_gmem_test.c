@@ -52,7 +52,7 @@ static void check_tiling(struct kunit *test, unsigned long start,
 	unsigned long pos = start;
 	unsigned int i;
 
-	hugetlb_gmem_for_each_block(start, end, record, &b);
+	hugetlb_gmem_walk_blocks(start, end, record, &b);
 	KUNIT_ASSERT_LE(test, b.n, MAX_BLOCKS);
 	for (i = 0; i < b.n; i++) {
 		unsigned long size = 1UL << b.order[i];
@@ -80,29 +80,29 @@ static void hugetlb_gmem_test_blocks(struct kunit *test)
 	unsigned long s, e;
 
 	b = (struct blocks){};
-	hugetlb_gmem_for_each_block(0, NR_2M, record, &b);
+	hugetlb_gmem_walk_blocks(0, NR_2M, record, &b);
 	expect_blocks(test, &b, whole, ARRAY_SIZE(whole));
 
 	/* Punching [2M, 3M) of a 1G folio is one order-8 block. */
 	b = (struct blocks){};
-	hugetlb_gmem_for_each_block(512, 768, record, &b);
+	hugetlb_gmem_walk_blocks(512, 768, record, &b);
 	expect_blocks(test, &b, one_meg_of_1g, ARRAY_SIZE(one_meg_of_1g));
 
 	b = (struct blocks){};
-	hugetlb_gmem_for_each_block(3, 13, record, &b);
+	hugetlb_gmem_walk_blocks(3, 13, record, &b);
 	expect_blocks(test, &b, ragged, ARRAY_SIZE(ragged));
 
 	b = (struct blocks){};
-	hugetlb_gmem_for_each_block(511, 512, record, &b);
+	hugetlb_gmem_walk_blocks(511, 512, record, &b);
 	expect_blocks(test, &b, last, ARRAY_SIZE(last));
 
 	b = (struct blocks){};
-	hugetlb_gmem_for_each_block(7, 7, record, &b);
+	hugetlb_gmem_walk_blocks(7, 7, record, &b);
 	KUNIT_EXPECT_EQ(test, b.n, 0);
 
 	/* 1 .. 2^18: one block of each order 0..17. */
 	b = (struct blocks){};
-	hugetlb_gmem_for_each_block(1, 1UL << 18, record, &b);
+	hugetlb_gmem_walk_blocks(1, 1UL << 18, record, &b);
 	KUNIT_EXPECT_EQ(test, b.n, 18);
 
 	for (s = 0; s < 70; s++)
@@ -140,7 +140,7 @@ static void hugetlb_gmem_test_punch_edges(struct kunit *test)
 
 	/* The blocks still in use, as a folio free reports them. */
 	b = (struct blocks){};
-	hugetlb_gmem_for_each_unpunched_block(map, 0, NR_2M, record, &b);
+	hugetlb_gmem_walk_unpunched(map, 0, NR_2M, record, &b);
 	expect_blocks(test, &b, rest, ARRAY_SIZE(rest));
 
 	/* Punching everything reports exactly those, then nothing. */
@@ -227,7 +227,7 @@ static void hugetlb_gmem_test_refill(struct kunit *test)
 	KUNIT_EXPECT_EQ(test, hugetlb_gmem_refill_subpages(map, 100, 110), 0);
 	KUNIT_EXPECT_EQ(test, bitmap_weight(map, NR_2M), NR_2M - 10);
 
-	hugetlb_gmem_for_each_unpunched_block(map, 0, NR_2M, record, &b);
+	hugetlb_gmem_walk_unpunched(map, 0, NR_2M, record, &b);
 	expect_blocks(test, &b, in_use, ARRAY_SIZE(in_use));
 
 	/* Only the refilled subpages are reported by the next punch. */
@@ -273,6 +273,7 @@ static struct kunit_suite hugetlb_gmem_test_suite = {
 	.name = "hugetlb_gmem",
 	.test_cases = hugetlb_gmem_test_cases,
 };
+
 kunit_test_suite(hugetlb_gmem_test_suite);
 
 MODULE_DESCRIPTION("KUnit tests for hugetlb guest_memfd");

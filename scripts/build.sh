@@ -1,7 +1,8 @@
 #!/bin/bash
 # SPDX-License-Identifier: GPL-2.0
 # Build the patched kernel and the static selftests, incrementally.
-#   scripts/build.sh [kernel|selftests|all]     (default: all)
+#   scripts/build.sh [kernel|selftests|sev|all]     (default: all)
+# sev builds KVM (arch/x86/kvm/) with KVM_AMD_SEV in build/obj-sev.
 set -euo pipefail
 
 TOP=$(cd "$(dirname "$0")/.." && pwd)
@@ -19,37 +20,38 @@ export CCACHE_NOHASHDIR=1
 "$TOP/scripts/deps.sh"
 python3 "$TOP/scripts/prepare_tree.py"
 
-config() {
-	local sum
-	sum=$(cat "$FRAGMENT" "$TOP/scripts/build.sh" | sha1sum | cut -c1-40)
-	if [ -f "$OBJ/.config" ] && [ "$(cat "$OBJ/.fragment" 2>/dev/null)" = "$sum" ]; then
+config() {	# config OBJ_DIR FRAGMENT...
+	local obj=$1 sum
+	shift
+	sum=$(cat "$@" "$TOP/scripts/build.sh" | sha1sum | cut -c1-40)
+	if [ -f "$obj/.config" ] && [ "$(cat "$obj/.fragment" 2>/dev/null)" = "$sum" ]; then
 		return 0
 	fi
-	echo "build: generating .config (tinyconfig + ${FRAGMENT#"$TOP"/})"
-	mkdir -p "$OBJ"
-	make -s -C "$SRC" O="$OBJ" tinyconfig >/dev/null
-	"$SRC/scripts/kconfig/merge_config.sh" -m -O "$OBJ" "$OBJ/.config" \
-		"$FRAGMENT" >/dev/null
-	make -s -C "$SRC" O="$OBJ" olddefconfig >/dev/null
+	echo "build: generating $obj/.config (tinyconfig + ${*#"$TOP"/})"
+	mkdir -p "$obj"
+	make -s -C "$SRC" O="$obj" tinyconfig >/dev/null
+	"$SRC/scripts/kconfig/merge_config.sh" -m -O "$obj" "$obj/.config" \
+		"$@" >/dev/null
+	make -s -C "$SRC" O="$obj" olddefconfig >/dev/null
 	# Every option the fragment asks for must have taken effect, except
 	# those marked "# optional" in the fragment.
 	local bad=0 line sym
 	while read -r line; do
 		sym=${line%%=*}
-		grep -qx "$line" "$OBJ/.config" && continue
-		if grep -q "^# optional: $sym\$" "$FRAGMENT"; then
+		grep -qx "$line" "$obj/.config" && continue
+		if grep -q "^# optional: $sym\$" "$@"; then
 			echo "build: note: optional $line not in effect"
 		else
 			echo "build: error: $line did not take effect" >&2
 			bad=1
 		fi
-	done < <(grep -E '^CONFIG_[A-Z0-9_]+=' "$FRAGMENT")
+	done < <(cat "$@" | grep -E '^CONFIG_[A-Z0-9_]+=')
 	[ $bad -eq 0 ] || exit 1
-	echo "$sum" > "$OBJ/.fragment"
+	echo "$sum" > "$obj/.fragment"
 }
 
 kernel() {
-	config
+	config "$OBJ" "$FRAGMENT"
 	echo "build: kernel (make -j$JOBS, ccache)"
 	make -s -C "$SRC" O="$OBJ" CC="ccache gcc" -j"$JOBS" bzImage
 	make -s -C "$SRC" O="$OBJ" headers >/dev/null
@@ -82,9 +84,17 @@ extra_kvm_programs() {
 	done
 }
 
+# SNP consumes the invalidation contract: build KVM with KVM_AMD_SEV too.
+sev() {
+	config "$BUILD/obj-sev" "$FRAGMENT" "$TOP/configs/sev-build.config"
+	echo "build: KVM with KVM_AMD_SEV (arch/x86/kvm/)"
+	make -s -C "$SRC" O="$BUILD/obj-sev" CC="ccache gcc" -j"$JOBS" arch/x86/kvm/
+}
+
 case "$what" in
 kernel) kernel ;;
+sev) sev ;;
 selftests) selftests ;;
 all) kernel; selftests ;;
-*) echo "usage: $0 [kernel|selftests|all]" >&2; exit 2 ;;
+*) echo "usage: $0 [kernel|selftests|sev|all]" >&2; exit 2 ;;
 esac

@@ -34,23 +34,19 @@ typedef void (*hugetlb_gmem_invalidate_t)(struct folio *folio, pgoff_t index,
 					  unsigned int order,
 					  enum hugetlb_gmem_why why);
 
-void hugetlb_gmem_for_each_block(unsigned long start, unsigned long end,
-				 void (*fn)(unsigned long start,
-					    unsigned int order, void *arg),
-				 void *arg);
-void hugetlb_gmem_for_each_unpunched_block(const unsigned long *map,
+/* Called for the block [@start, @start + 2^@order) of a range. */
+typedef void (*hugetlb_gmem_block_fn)(unsigned long start, unsigned int order,
+				      void *arg);
+
+void hugetlb_gmem_walk_blocks(unsigned long start, unsigned long end,
+				 hugetlb_gmem_block_fn fn, void *arg);
+void hugetlb_gmem_walk_unpunched(const unsigned long *map,
 					   unsigned long start,
 					   unsigned long end,
-					   void (*fn)(unsigned long start,
-						      unsigned int order,
-						      void *arg),
-					   void *arg);
+					   hugetlb_gmem_block_fn fn, void *arg);
 unsigned long hugetlb_gmem_punch_subpages(unsigned long *map,
 					  unsigned long start, unsigned long end,
-					  void (*fn)(unsigned long start,
-						     unsigned int order,
-						     void *arg),
-					  void *arg);
+					  hugetlb_gmem_block_fn fn, void *arg);
 unsigned long hugetlb_gmem_refill_subpages(unsigned long *map,
 					   unsigned long start,
 					   unsigned long end);
@@ -84,8 +80,8 @@ static inline unsigned long hugetlb_gmem_supported_shifts(void)
 	return 0;
 }
 
-static inline struct hugetlb_gmem *hugetlb_gmem_create(unsigned int page_shift,
-							loff_t size)
+static inline struct hugetlb_gmem *
+hugetlb_gmem_create(unsigned int page_shift, loff_t size)
 {
 	return ERR_PTR(-EINVAL);
 }
