@@ -105,7 +105,7 @@ EXPORT_SYMBOL_GPL(hugetlb_gmem_supported_shifts);
  * block is as large as its alignment and the rest of the range allow.
  */
 void hugetlb_gmem_walk_blocks(unsigned long start, unsigned long end,
-				 hugetlb_gmem_block_fn fn, void *arg)
+			      hugetlb_gmem_block_fn fn, void *arg)
 {
 	while (start < end) {
 		unsigned int order = fls_long(end - start) - 1;
@@ -130,9 +130,9 @@ EXPORT_SYMBOL_GPL(hugetlb_gmem_walk_blocks);
  * naturally aligned blocks.
  */
 void hugetlb_gmem_walk_unpunched(const unsigned long *map,
-					   unsigned long start,
-					   unsigned long end,
-					   hugetlb_gmem_block_fn fn, void *arg)
+				 unsigned long start,
+				 unsigned long end,
+				 hugetlb_gmem_block_fn fn, void *arg)
 {
 	while (start < end) {
 		unsigned long run_end;
@@ -187,7 +187,7 @@ unsigned long hugetlb_gmem_punch_subpages(unsigned long *map,
 	struct hugetlb_gmem_mark m = { .map = map, .fn = fn, .arg = arg };
 
 	hugetlb_gmem_walk_unpunched(map, start, end,
-					      hugetlb_gmem_mark_block, &m);
+				    hugetlb_gmem_mark_block, &m);
 	return m.punched;
 }
 EXPORT_SYMBOL_GPL(hugetlb_gmem_punch_subpages);
@@ -654,8 +654,8 @@ static void hugetlb_gmem_remove_folio(struct hugetlb_gmem *hg,
 	};
 
 	hugetlb_gmem_walk_unpunched(sp ? sp->map : NULL, 0,
-					      folio_nr_pages(folio),
-					      hugetlb_gmem_report_block, &p);
+				    folio_nr_pages(folio),
+				    hugetlb_gmem_report_block, &p);
 	hugetlb_gmem_free_subpages(hg, hindex);
 	folio_clear_dirty(folio);
 	folio_clear_uptodate(folio);

@@ -39,11 +39,11 @@ typedef void (*hugetlb_gmem_block_fn)(unsigned long start, unsigned int order,
 				      void *arg);
 
 void hugetlb_gmem_walk_blocks(unsigned long start, unsigned long end,
-				 hugetlb_gmem_block_fn fn, void *arg);
+			      hugetlb_gmem_block_fn fn, void *arg);
 void hugetlb_gmem_walk_unpunched(const unsigned long *map,
-					   unsigned long start,
-					   unsigned long end,
-					   hugetlb_gmem_block_fn fn, void *arg);
+				 unsigned long start,
+				 unsigned long end,
+				 hugetlb_gmem_block_fn fn, void *arg);
 unsigned long hugetlb_gmem_punch_subpages(unsigned long *map,
 					  unsigned long start, unsigned long end,
 					  hugetlb_gmem_block_fn fn, void *arg);
