@@ -58,7 +58,17 @@ run_one() {
 		echo 1 > /proc/sys/vm/nr_hugepages ;;
 	esac
 	start=$(date +%s)
-	timeout "$per_test_timeout" "$exe" "$@" > /tmp/out 2>&1
+	# Leading KEY=VALUE arguments are the test's environment.
+	envs=
+	while [ $# -gt 0 ]; do
+		case "$1" in
+		-*|*[!A-Za-z0-9_]*=*) break ;;
+		*=*) envs="$envs $1"; shift ;;
+		*) break ;;
+		esac
+	done
+	# shellcheck disable=SC2086
+	timeout "$per_test_timeout" env $envs "$exe" "$@" > /tmp/out 2>&1
 	rc=$?
 	secs=$(($(date +%s) - start))
 	sed 's/^/# /' /tmp/out
