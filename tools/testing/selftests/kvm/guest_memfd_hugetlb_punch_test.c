@@ -389,10 +389,19 @@ static size_t smaller_level(size_t page_size)
 	return page_size == SZ_1G ? SZ_2M : SZ_4K;
 }
 
-#define LEVELS_FMT	"4k/2m/1g: %lu/%lu/%lu -> %lu/%lu/%lu"
-#define LEVELS_ARGS(a, b)						\
-	(a)->pages_4k, (a)->pages_2m, (a)->pages_1g,			\
-	(b)->pages_4k, (b)->pages_2m, (b)->pages_1g
+#define LEVELS_FMT	"4k/2m/1g: %s"
+
+/* "a4k/a2m/a1g -> b4k/b2m/b1g", for messages. */
+static const char *levels_str(const struct vm_mapping_level_stats *a,
+			      const struct vm_mapping_level_stats *b)
+{
+	static char buf[128];
+
+	snprintf(buf, sizeof(buf), "%lu/%lu/%lu -> %lu/%lu/%lu",
+		 a->pages_4k, a->pages_2m, a->pages_1g,
+		 b->pages_4k, b->pages_2m, b->pages_1g);
+	return buf;
+}
 
 /* ------------------------------------------------------------------------ */
 /* Guest side                                                               */
@@ -668,6 +677,7 @@ static void read_gmem_events(struct __test_metadata *_metadata,
 {
 	static const char tag[] = "kvm_gmem_invalidate: ";
 	char line[512], why[16], *p;
+	int n;
 	uint64_t index, pfn;
 	unsigned int order;
 	FILE *f;
@@ -681,10 +691,10 @@ static void read_gmem_events(struct __test_metadata *_metadata,
 		p = strstr(line, tag);
 		if (!p)
 			continue;
-		ASSERT_EQ(4, sscanf(p + strlen(tag),
-				    "index 0x%lx pfn 0x%lx order %u why %15s",
-				    &index, &pfn, &order, why))
-			TH_LOG("Can't parse trace line: %s", line);
+		n = sscanf(p + strlen(tag),
+			   "index 0x%lx pfn 0x%lx order %u why %15s",
+			   &index, &pfn, &order, why);
+		ASSERT_EQ(4, n) TH_LOG("Can't parse trace line: %s", line);
 		event_add(l, index, pfn, order, why);
 	}
 	fclose(f);
@@ -1483,7 +1493,7 @@ TEST_F_TIMEOUT(gmem_punch, mapping_level_drops_and_returns, 300)
 	vm_get_mapping_level_stats(pg.vm, &now);
 	ASSERT_EQ(level_pages(&base, hpage) + 1, level_pages(&now, hpage))
 		TH_LOG("Hugepage not mapped at %zukB (" LEVELS_FMT ")",
-		       hpage >> 10, LEVELS_ARGS(&base, &now));
+		       hpage >> 10, levels_str(&base, &now));
 	assert_pool(&self->base, -1, 0, "guest touched its memory");
 
 	/* A 4KiB hole: zapped, then refaulted smaller. */
@@ -1492,16 +1502,16 @@ TEST_F_TIMEOUT(gmem_punch, mapping_level_drops_and_returns, 300)
 	vm_get_mapping_level_stats(pg.vm, &punched);
 	ASSERT_EQ(level_pages(&base, hpage), level_pages(&punched, hpage))
 		TH_LOG("PUNCH_HOLE of 4K didn't zap the %zukB mapping (" LEVELS_FMT ")",
-		       hpage >> 10, LEVELS_ARGS(&now, &punched));
+		       hpage >> 10, levels_str(&now, &punched));
 
 	run_guest(pg.vcpu, STAGE_TOUCH + pass++);
 	vm_get_mapping_level_stats(pg.vm, &now);
 	ASSERT_EQ(level_pages(&base, hpage), level_pages(&now, hpage))
 		TH_LOG("Hugepage with a hole mapped at %zukB (" LEVELS_FMT ")",
-		       hpage >> 10, LEVELS_ARGS(&base, &now));
+		       hpage >> 10, levels_str(&base, &now));
 	ASSERT_LE(level_pages(&punched, smaller) + nr_small, level_pages(&now, smaller))
 		TH_LOG("Expected at least %lu new %zukB mappings (" LEVELS_FMT ")",
-		       nr_small, smaller >> 10, LEVELS_ARGS(&punched, &now));
+		       nr_small, smaller >> 10, levels_str(&punched, &now));
 	/* The guest didn't touch the hole. */
 	assert_fdinfo(pg.fd, 1, 0, 1, 1, 1, "guest touched all but the hole");
 
@@ -1512,7 +1522,7 @@ TEST_F_TIMEOUT(gmem_punch, mapping_level_drops_and_returns, 300)
 	vm_get_mapping_level_stats(pg.vm, &now);
 	ASSERT_EQ(level_pages(&base, hpage), level_pages(&now, hpage))
 		TH_LOG("Hugepage with a hole mapped at %zukB after conversion (" LEVELS_FMT ")",
-		       hpage >> 10, LEVELS_ARGS(&base, &now));
+		       hpage >> 10, levels_str(&base, &now));
 
 	/* Refill the hole: after a zap, the next fault maps it whole. */
 	do_allocate(pg.fd, hole, SZ_4K);
@@ -1525,16 +1535,16 @@ TEST_F_TIMEOUT(gmem_punch, mapping_level_drops_and_returns, 300)
 	vm_get_mapping_level_stats(pg.vm, &now);
 	ASSERT_LE(level_pages(&now, smaller) + nr_small, level_pages(&punched, smaller))
 		TH_LOG("Conversion didn't zap the %lu %zukB mappings (" LEVELS_FMT ")",
-		       nr_small, smaller >> 10, LEVELS_ARGS(&punched, &now));
+		       nr_small, smaller >> 10, levels_str(&punched, &now));
 	run_guest(pg.vcpu, STAGE_TOUCH + pass++);
 	vm_get_mapping_level_stats(pg.vm, &now);
 	ASSERT_EQ(level_pages(&base, hpage) + 1, level_pages(&now, hpage))
 		TH_LOG("Refilled hugepage not mapped at %zukB (" LEVELS_FMT ")",
-		       hpage >> 10, LEVELS_ARGS(&base, &now));
+		       hpage >> 10, levels_str(&base, &now));
 	if (hpage >= SZ_1G)
 		ASSERT_EQ(base.pages_2m, now.pages_2m)
 			TH_LOG("2M mappings left over (" LEVELS_FMT ")",
-			       LEVELS_ARGS(&base, &now));
+			       levels_str(&base, &now));
 
 	private_guest_destroy(&pg);
 	assert_pool(&self->base, 0, 0, "destroyed the VM and closed the file");
@@ -1551,7 +1561,7 @@ struct stress {
 	int max_whole;
 	uint64_t large_punch;
 	uint64_t large_convert;
-	volatile bool stop;
+	bool stop;
 	pthread_barrier_t barrier;
 	/* Counts, one writer each. */
 	uint64_t punches, whole_punches, refills, conversions, syncs;
@@ -1566,7 +1576,7 @@ static void *stress_punch_fn(void *arg)
 	int r;
 
 	pthread_barrier_wait(&st->barrier);
-	while (!st->stop) {
+	while (!READ_ONCE(st->stop)) {
 		if (!rng_below(&seed, st->whole_punch) &&
 		    st->whole_punches < st->max_whole) {
 			off = rng_below(&seed, size / st->hpage) * st->hpage;
@@ -1596,7 +1606,7 @@ static void *stress_refill_fn(void *arg)
 	int r;
 
 	pthread_barrier_wait(&st->barrier);
-	while (!st->stop) {
+	while (!READ_ONCE(st->stop)) {
 		off = rng_below(&seed, size / SZ_4K) * SZ_4K;
 		len = (1 + rng_below(&seed, 64)) * SZ_4K;
 		if (off + len > size)
@@ -1616,7 +1626,7 @@ static void *stress_convert_fn(void *arg)
 	uint64_t off, len;
 
 	pthread_barrier_wait(&st->barrier);
-	while (!st->stop) {
+	while (!READ_ONCE(st->stop)) {
 		if (rng_below(&seed, 8) == 0) {
 			len = st->large_convert;
 			off = rng_below(&seed, size / len) * len;
@@ -1642,7 +1652,7 @@ static void *stress_vcpu_fn(void *arg)
 	int r;
 
 	pthread_barrier_wait(&st->barrier);
-	while (!st->stop) {
+	while (!READ_ONCE(st->stop)) {
 		r = _vcpu_run(vcpu);
 		/*
 		 * A conversion between KVM's two checks of the attributes
@@ -1728,7 +1738,7 @@ TEST_F_TIMEOUT(gmem_punch, stress_punch_fault_convert, 300)
 		checks++;
 		usleep(1000);
 	}
-	st.stop = true;
+	WRITE_ONCE(st.stop, true);
 	for (i = 0; i < ARRAY_SIZE(fns); i++)
 		pthread_join(threads[i], NULL);
 	pthread_barrier_destroy(&st.barrier);
