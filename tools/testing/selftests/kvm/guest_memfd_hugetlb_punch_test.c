@@ -8,7 +8,8 @@
  * a punched subpage refills it.  The tests check the pool counters, the
  * hugetlb_* lines of the file's fdinfo, the kvm:kvm_gmem_invalidate
  * tracepoint, what the guest reads and the level at which KVM maps the
- * memory, also under concurrent punch, refill, fault and conversion.
+ * memory, also under concurrent punch, refill, fault and conversion, and
+ * that a fault racing with a partial punch can't map the hugepage whole.
  *
  * The HugeTLB pool counters and the tracepoint are global: nothing else may
  * use HugeTLB pages of the tested size or guest_memfd while this test runs.
@@ -389,15 +390,12 @@ static size_t smaller_level(size_t page_size)
 	return page_size == SZ_1G ? SZ_2M : SZ_4K;
 }
 
-#define LEVELS_FMT	"4k/2m/1g: %s"
-
-/* "a4k/a2m/a1g -> b4k/b2m/b1g", for messages. */
+/* "4k/2m/1g: a -> b" for messages. */
 static const char *levels_str(const struct vm_mapping_level_stats *a,
-			      const struct vm_mapping_level_stats *b)
+			      const struct vm_mapping_level_stats *b,
+			      char *buf, size_t len)
 {
-	static char buf[128];
-
-	snprintf(buf, sizeof(buf), "%lu/%lu/%lu -> %lu/%lu/%lu",
+	snprintf(buf, len, "4k/2m/1g: %lu/%lu/%lu -> %lu/%lu/%lu",
 		 a->pages_4k, a->pages_2m, a->pages_1g,
 		 b->pages_4k, b->pages_2m, b->pages_1g);
 	return buf;
@@ -532,6 +530,27 @@ static void guest_stress_code(uint64_t gpa, uint64_t size, uint64_t seed)
 			(void)READ_ONCE(*p);
 		}
 		GUEST_SYNC(STAGE_STRESS);
+	}
+}
+
+/*
+ * Write the first word of every 64KiB of [gpa, gpa + size), except in the
+ * 4KiB page at @skip, forever; sync every 256 passes.
+ */
+static void guest_spin_code(uint64_t gpa, uint64_t size, uint64_t skip)
+{
+	uint64_t off, pass;
+
+	GUEST_SYNC(STAGE_READY);
+
+	for (pass = 1; ; pass++) {
+		for (off = 0; off < size; off += SZ_64K) {
+			if (off - skip < SZ_4K)
+				continue;
+			WRITE_ONCE(*(uint64_t *)(gpa + off), GUEST_PATTERN(off));
+		}
+		if (!(pass % 256))
+			GUEST_SYNC(STAGE_STRESS);
 	}
 }
 
@@ -836,7 +855,7 @@ FIXTURE_VARIANT(gmem_punch) {
 	uint64_t random_step;
 	/* Stride of the guest's accesses outside punched ranges. */
 	uint64_t guest_stride;
-	/* Seconds of stress_punch_fault_convert. */
+	/* Seconds of stress_punch_fault_convert and of fault_vs_punch_race. */
 	int stress_seconds;
 	/*
 	 * One in stress_whole_punch random punches covers a whole hugepage,
@@ -1476,6 +1495,7 @@ TEST_F_TIMEOUT(gmem_punch, mapping_level_drops_and_returns, 300)
 	struct vm_mapping_level_stats base, now, punched;
 	struct private_guest pg;
 	uint64_t pass = 0;
+	char lv[96];
 
 	if (!sw_protected_vm_supported())
 		SKIP(return, "KVM_X86_SW_PROTECTED_VM not supported");
@@ -1492,8 +1512,8 @@ TEST_F_TIMEOUT(gmem_punch, mapping_level_drops_and_returns, 300)
 	run_guest(pg.vcpu, STAGE_TOUCH + pass++);
 	vm_get_mapping_level_stats(pg.vm, &now);
 	ASSERT_EQ(level_pages(&base, hpage) + 1, level_pages(&now, hpage))
-		TH_LOG("Hugepage not mapped at %zukB (" LEVELS_FMT ")",
-		       hpage >> 10, levels_str(&base, &now));
+		TH_LOG("Hugepage not mapped at %zukB (%s)",
+		       hpage >> 10, levels_str(&base, &now, lv, sizeof(lv)));
 	assert_pool(&self->base, -1, 0, "guest touched its memory");
 
 	/* A 4KiB hole: zapped, then refaulted smaller. */
@@ -1501,17 +1521,17 @@ TEST_F_TIMEOUT(gmem_punch, mapping_level_drops_and_returns, 300)
 	assert_fdinfo(pg.fd, 1, 0, 1, 1, 1, "punched 4K at 0x%lx", hole);
 	vm_get_mapping_level_stats(pg.vm, &punched);
 	ASSERT_EQ(level_pages(&base, hpage), level_pages(&punched, hpage))
-		TH_LOG("PUNCH_HOLE of 4K didn't zap the %zukB mapping (" LEVELS_FMT ")",
-		       hpage >> 10, levels_str(&now, &punched));
+		TH_LOG("PUNCH_HOLE of 4K didn't zap the %zukB mapping (%s)",
+		       hpage >> 10, levels_str(&now, &punched, lv, sizeof(lv)));
 
 	run_guest(pg.vcpu, STAGE_TOUCH + pass++);
 	vm_get_mapping_level_stats(pg.vm, &now);
 	ASSERT_EQ(level_pages(&base, hpage), level_pages(&now, hpage))
-		TH_LOG("Hugepage with a hole mapped at %zukB (" LEVELS_FMT ")",
-		       hpage >> 10, levels_str(&base, &now));
+		TH_LOG("Hugepage with a hole mapped at %zukB (%s)",
+		       hpage >> 10, levels_str(&base, &now, lv, sizeof(lv)));
 	ASSERT_LE(level_pages(&punched, smaller) + nr_small, level_pages(&now, smaller))
-		TH_LOG("Expected at least %lu new %zukB mappings (" LEVELS_FMT ")",
-		       nr_small, smaller >> 10, levels_str(&punched, &now));
+		TH_LOG("Expected at least %lu new %zukB mappings (%s)",
+		       nr_small, smaller >> 10, levels_str(&punched, &now, lv, sizeof(lv)));
 	/* The guest didn't touch the hole. */
 	assert_fdinfo(pg.fd, 1, 0, 1, 1, 1, "guest touched all but the hole");
 
@@ -1521,8 +1541,8 @@ TEST_F_TIMEOUT(gmem_punch, mapping_level_drops_and_returns, 300)
 	run_guest(pg.vcpu, STAGE_TOUCH + pass++);
 	vm_get_mapping_level_stats(pg.vm, &now);
 	ASSERT_EQ(level_pages(&base, hpage), level_pages(&now, hpage))
-		TH_LOG("Hugepage with a hole mapped at %zukB after conversion (" LEVELS_FMT ")",
-		       hpage >> 10, levels_str(&base, &now));
+		TH_LOG("Hugepage with a hole mapped at %zukB after conversion (%s)",
+		       hpage >> 10, levels_str(&base, &now, lv, sizeof(lv)));
 
 	/* Refill the hole: after a zap, the next fault maps it whole. */
 	do_allocate(pg.fd, hole, SZ_4K);
@@ -1534,17 +1554,17 @@ TEST_F_TIMEOUT(gmem_punch, mapping_level_drops_and_returns, 300)
 	vm_mem_set_private(pg.vm, TEST_GPA, hpage);
 	vm_get_mapping_level_stats(pg.vm, &now);
 	ASSERT_LE(level_pages(&now, smaller) + nr_small, level_pages(&punched, smaller))
-		TH_LOG("Conversion didn't zap the %lu %zukB mappings (" LEVELS_FMT ")",
-		       nr_small, smaller >> 10, levels_str(&punched, &now));
+		TH_LOG("Conversion didn't zap the %lu %zukB mappings (%s)",
+		       nr_small, smaller >> 10, levels_str(&punched, &now, lv, sizeof(lv)));
 	run_guest(pg.vcpu, STAGE_TOUCH + pass++);
 	vm_get_mapping_level_stats(pg.vm, &now);
 	ASSERT_EQ(level_pages(&base, hpage) + 1, level_pages(&now, hpage))
-		TH_LOG("Refilled hugepage not mapped at %zukB (" LEVELS_FMT ")",
-		       hpage >> 10, levels_str(&base, &now));
+		TH_LOG("Refilled hugepage not mapped at %zukB (%s)",
+		       hpage >> 10, levels_str(&base, &now, lv, sizeof(lv)));
 	if (hpage >= SZ_1G)
 		ASSERT_EQ(base.pages_2m, now.pages_2m)
-			TH_LOG("2M mappings left over (" LEVELS_FMT ")",
-			       levels_str(&base, &now));
+			TH_LOG("2M mappings left over (%s)",
+			       levels_str(&base, &now, lv, sizeof(lv)));
 
 	private_guest_destroy(&pg);
 	assert_pool(&self->base, 0, 0, "destroyed the VM and closed the file");
@@ -1765,6 +1785,108 @@ TEST_F_TIMEOUT(gmem_punch, stress_punch_fault_convert, 300)
 	assert_pool_matches_fdinfo(pg.fd, "freed the VM");
 	close(pg.fd);
 	assert_pool(&self->base, 0, 0, "freed the VM and closed the file");
+}
+
+/* ------------------------------------------------------------------------ */
+/* h. A fault racing with a partial punch                                   */
+/* ------------------------------------------------------------------------ */
+
+struct spin {
+	struct kvm_vcpu *vcpu;
+	bool stop;
+	uint64_t syncs;
+};
+
+static void *spin_vcpu_fn(void *arg)
+{
+	struct spin *sp = arg;
+	struct ucall uc;
+
+	while (!READ_ONCE(sp->stop)) {
+		vcpu_run(sp->vcpu);
+		TEST_ASSERT_KVM_EXIT_REASON(sp->vcpu, KVM_EXIT_IO);
+		switch (get_ucall(sp->vcpu, &uc)) {
+		case UCALL_SYNC:
+			sp->syncs++;
+			break;
+		case UCALL_ABORT:
+			REPORT_GUEST_ASSERT(uc);
+			break;
+		default:
+			TEST_FAIL("Unexpected ucall %lu", uc.cmd);
+		}
+	}
+	return NULL;
+}
+
+/*
+ * Once PUNCH_HOLE of a subpage has returned, KVM must not map the hugepage
+ * whole: its max_order has a hole now.  A vCPU keeps faulting on other
+ * subpages of the hugepage while the host punches and refills one subpage
+ * the guest never touches; right after each punch, the hugepage must not be
+ * mapped at its full size.  A fault that computed max_order before the
+ * subpage was marked punched, and installs its mapping after the punch
+ * zapped the range, breaks this (and leaves a zeroed, reported subpage
+ * mapped into the guest).  Catching the race takes luck: a pass proves
+ * nothing, a failure is a bug.
+ */
+TEST_F_TIMEOUT(gmem_punch, fault_vs_punch_race, 120)
+{
+	const uint64_t hpage = variant->page_size;
+	const uint64_t hole = hpage / 2 + 3 * SZ_4K;
+	struct vm_mapping_level_stats stats;
+	struct private_guest pg;
+	struct gmem_fdinfo fi;
+	struct spin sp = {};
+	uint64_t i, stale = 0, first = 0, before = 0;
+	pthread_t thread;
+	double end;
+	int r;
+
+	if (!sw_protected_vm_supported())
+		SKIP(return, "KVM_X86_SW_PROTECTED_VM not supported");
+	if (!hugepages_available(1))
+		return;
+
+	private_guest_create(&pg, guest_spin_code, self->flags, hpage);
+	vcpu_args_set(pg.vcpu, 3, TEST_GPA, hpage, hole);
+	run_guest(pg.vcpu, STAGE_READY);
+	/* Allocate (and zero) the hugepage before the clock starts. */
+	do_allocate(pg.fd, 0, hpage);
+
+	sp.vcpu = pg.vcpu;
+	r = pthread_create(&thread, NULL, spin_vcpu_fn, &sp);
+	ASSERT_EQ(0, r) TH_LOG("pthread_create() failed: %s", strerror(r));
+
+	end = now_seconds() + variant->stress_seconds;
+	for (i = 0; now_seconds() < end; i++) {
+		vm_get_mapping_level_stats(pg.vm, &stats);
+		before += !!level_pages(&stats, hpage);
+
+		do_punch(pg.fd, hole, SZ_4K);
+		vm_get_mapping_level_stats(pg.vm, &stats);
+		if (level_pages(&stats, hpage) && !stale++)
+			first = i;
+
+		do_allocate(pg.fd, hole, SZ_4K);
+	}
+	WRITE_ONCE(sp.stop, true);
+	pthread_join(thread, NULL);
+
+	ksft_print_msg("%zukB: %lu punch/refill iterations, %lu guest syncs, mapped at %zukB before %lu punches, after %lu\n",
+		       hpage >> 10, i, sp.syncs, hpage >> 10, before, stale);
+	ASSERT_LT(0, sp.syncs) TH_LOG("The guest made no progress");
+
+	/* Quiescent: the hole is refilled, nothing is punched. */
+	read_fdinfo(_metadata, pg.fd, &fi);
+	ASSERT_EQ(0, fi.punched_subpages);
+
+	ASSERT_EQ(0, stale)
+		TH_LOG("In %lu of %lu iterations (first: %lu), the hugepage was still mapped at %zukB after PUNCH_HOLE(0x%lx, 4K) returned: a fault racing with the punch mapped it with a max_order computed before the subpage was punched",
+		       stale, i, first, hpage >> 10, hole);
+
+	private_guest_destroy(&pg);
+	assert_pool(&self->base, 0, 0, "destroyed the VM and closed the file");
 }
 
 TEST_HARNESS_MAIN
