@@ -2,7 +2,8 @@
 # HugeTLB-backed KVM guest_memfd: build, boot and test the patched kernel.
 # See README.md.
 
-.PHONY: all build kernel selftests run test check prepare clean distclean help
+.PHONY: all build kernel selftests run test check check-series prepare clean \
+	distclean help
 
 all: build
 
@@ -22,6 +23,13 @@ kernel:
 ## selftests  only the selftests
 selftests:
 	scripts/build.sh selftests
+
+## check-series  every patch builds on its own: build the kernel, KVM with
+##            KVM_AMD_SEV and (for patches touching tools/) the selftests after
+##            each prefix of patches/, in build/series
+check-series:
+	scripts/deps.sh
+	scripts/check-series
 
 ## prepare    only unpack/patch build/src
 prepare:

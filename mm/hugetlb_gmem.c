@@ -570,7 +570,8 @@ static void hugetlb_gmem_report_block(unsigned long start, unsigned int order,
 {
 	struct hugetlb_gmem_punch *p = arg;
 
-	p->invalidate(p->folio, p->folio->index + start, order, p->why);
+	if (p->invalidate)
+		p->invalidate(p->folio, p->folio->index + start, order, p->why);
 }
 
 /* Report and zero one newly punched block of a folio. */
@@ -668,7 +669,8 @@ static void hugetlb_gmem_remove_folio(struct hugetlb_gmem *hg,
  * @mapping: the file's page cache
  * @start: first page index (PAGE_SIZE units)
  * @end: page index after the range
- * @invalidate: reports each block of subpages that stops being guest memory
+ * @invalidate: reports each block of subpages that stops being guest memory,
+ *	or NULL
  *
  * Each hugepage the range covers whole leaves the page cache and goes back
  * to the pool with its reservation.  Of a hugepage covered in part, the
@@ -823,7 +825,8 @@ EXPORT_SYMBOL_GPL(hugetlb_gmem_show_fdinfo);
  * hugetlb_gmem_destroy - free every hugepage and reservation of a file
  * @hg: the file's hugetlb state, freed on return
  * @mapping: the file's page cache, or NULL if it never held a folio
- * @invalidate: reports the folios still in use, see hugetlb_gmem_truncate()
+ * @invalidate: reports the folios still in use, or NULL; see
+ *	hugetlb_gmem_truncate()
  *
  * Called when the last user of the file goes away, with all mappings
  * already zapped and the invalidate lock of @mapping held.  Afterwards the

@@ -23,7 +23,8 @@ python3 "$TOP/scripts/prepare_tree.py"
 config() {	# config OBJ_DIR FRAGMENT...
 	local obj=$1 sum
 	shift
-	sum=$(cat "$@" "$TOP/scripts/build.sh" | sha1sum | cut -c1-40)
+	sum=$( (cat "$@" "$TOP/scripts/build.sh"; echo "${SERIES_UPTO:-}") |
+		sha1sum | cut -c1-40)
 	if [ -f "$obj/.config" ] && [ "$(cat "$obj/.fragment" 2>/dev/null)" = "$sum" ]; then
 		return 0
 	fi
@@ -41,6 +42,9 @@ config() {	# config OBJ_DIR FRAGMENT...
 		grep -qx "$line" "$obj/.config" && continue
 		if grep -q "^# optional: $sym\$" "$@"; then
 			echo "build: note: optional $line not in effect"
+		elif [ -n "${SERIES_UPTO:-}" ]; then
+			# A later patch of the series adds the symbol.
+			echo "build: note: $line not in effect after patch $SERIES_UPTO"
 		else
 			echo "build: error: $line did not take effect" >&2
 			bad=1

@@ -10,6 +10,8 @@ build/src, so an incremental kernel build recompiles only what changed.
 
 A file in build/src that was edited by hand since it was last installed is
 never overwritten: refresh its patch first (scripts/refresh-patch).
+
+SERIES_UPTO=N applies only the first N patches (scripts/check-series).
 """
 import filecmp
 import os
@@ -37,11 +39,14 @@ def die(msg):
 
 
 def series():
+    """The patches, in order; only the first $SERIES_UPTO if that is set."""
     pdir = os.path.join(TOP, "patches")
     if not os.path.isdir(pdir):
         return []
-    return sorted(os.path.join(pdir, p) for p in os.listdir(pdir)
+    allp = sorted(os.path.join(pdir, p) for p in os.listdir(pdir)
                   if p.endswith(".patch"))
+    upto = os.environ.get("SERIES_UPTO")
+    return allp[:int(upto)] if upto else allp
 
 
 def patch_paths(patch):
