@@ -16,10 +16,13 @@
  *
  * GMEM_PUNCH_SEED=<n> in the environment fixes the random seed.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <glob.h>
 #include <limits.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,6 +30,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/types.h>
 
 #include <linux/falloc.h>
@@ -38,10 +42,9 @@
 #include "ucall_common.h"
 
 #include "kselftest_harness.h"
+#include "gmem_hugetlb_util.h"
 
-/* 1GiB aligned so that the memslot can be mapped with 1GiB pages. */
-#define TEST_GPA		(4ULL << 30)
-#define TEST_SLOT		10
+#define TEST_GPA		GMEM_HUGETLB_GPA
 
 /* Never zero, so that stale data can't be mistaken for zeroed memory. */
 #define GUEST_PATTERN(off)	((uint64_t)(0xc3c33c3c00000000ULL ^ (off)))
@@ -101,40 +104,6 @@ static uint64_t test_seed(void)
 /* ------------------------------------------------------------------------ */
 /* HugeTLB pool                                                             */
 /* ------------------------------------------------------------------------ */
-
-/*
- * Assert that the pool of @page_size pages moved by exactly @free_delta free
- * and @resv_delta reserved pages relative to @base.
- */
-static void __printf(7, 8)
-__assert_pool(struct __test_metadata *_metadata, size_t page_size,
-	      const struct hugetlb_pool_stats *base, long free_delta,
-	      long resv_delta, int line, const char *fmt, ...)
-{
-	struct hugetlb_pool_stats now;
-	char step[256];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(step, sizeof(step), fmt, ap);
-	va_end(ap);
-
-	ASSERT_TRUE(hugetlb_get_pool_stats(page_size, &now));
-	ASSERT_TRUE(now.free == base->free + free_delta &&
-		    now.resv == base->resv + resv_delta)
-		TH_LOG("line %d, %s: %zukB pool has free_hugepages %lu (expected %lu%+ld), resv_hugepages %lu (expected %lu%+ld)",
-		       line, step, page_size >> 10, now.free, base->free,
-		       free_delta, now.resv, base->resv, resv_delta);
-}
-
-#define assert_pool(base, free_delta, resv_delta, fmt, ...)			\
-	__assert_pool(_metadata, variant->page_size, base, free_delta,		\
-		      resv_delta, __LINE__, fmt, ##__VA_ARGS__)
-
-static uint64_t pool_available(const struct hugetlb_pool_stats *stats)
-{
-	return stats->free - stats->resv;
-}
 
 /*
  * free_hugepages and resv_hugepages kept open and re-read with pread(), for
@@ -342,13 +311,6 @@ static void __assert_pool_matches_fdinfo(struct __test_metadata *_metadata,
 /* fallocate()                                                              */
 /* ------------------------------------------------------------------------ */
 
-static int gmem_fallocate(int fd, bool punch, uint64_t offset, uint64_t len)
-{
-	int mode = FALLOC_FL_KEEP_SIZE | (punch ? FALLOC_FL_PUNCH_HOLE : 0);
-
-	return fallocate(fd, mode, offset, len);
-}
-
 static void __do_fallocate(struct __test_metadata *_metadata, int fd,
 			   bool punch, uint64_t offset, uint64_t len, int line)
 {
@@ -368,21 +330,6 @@ static void __do_fallocate(struct __test_metadata *_metadata, int fd,
 /* ------------------------------------------------------------------------ */
 /* KVM mapping levels                                                       */
 /* ------------------------------------------------------------------------ */
-
-static uint64_t level_pages(const struct vm_mapping_level_stats *stats,
-			    size_t page_size)
-{
-	switch (page_size) {
-	case SZ_4K:
-		return stats->pages_4k;
-	case SZ_2M:
-		return stats->pages_2m;
-	case SZ_1G:
-		return stats->pages_1g;
-	default:
-		TEST_FAIL("No mapping level for page size 0x%lx", page_size);
-	}
-}
 
 /* The next smaller page size that KVM maps with. */
 static size_t smaller_level(size_t page_size)
@@ -557,92 +504,6 @@ static void guest_spin_code(uint64_t gpa, uint64_t size, uint64_t skip)
 /* ------------------------------------------------------------------------ */
 /* Host side of guest tests                                                 */
 /* ------------------------------------------------------------------------ */
-
-struct private_guest {
-	struct kvm_vm *vm;
-	struct kvm_vcpu *vcpu;
-	int fd;
-	uint64_t size;
-};
-
-/*
- * A SW-protected VM with one vCPU whose private memory at TEST_GPA is all
- * of a new guest_memfd of @size bytes, mapped 1:1 by the guest.
- */
-static void private_guest_create(struct private_guest *pg, void *code,
-				 uint64_t gmem_flags, uint64_t size)
-{
-	const struct vm_shape shape = {
-		.mode = VM_MODE_DEFAULT,
-		.type = KVM_X86_SW_PROTECTED_VM,
-	};
-	size_t gmem_page_size = guest_memfd_page_size(gmem_flags);
-	void *hva;
-
-	pg->vm = vm_create_shape_with_one_vcpu(shape, &pg->vcpu, code);
-	pg->fd = vm_create_guest_memfd(pg->vm, size, gmem_flags);
-	pg->size = size;
-
-	/*
-	 * vm_mem_add() aligns the shared backing to the guest_memfd page
-	 * size: KVM maps hugepages only if userspace_addr is aligned like
-	 * the GPA.
-	 */
-	vm_mem_add(pg->vm, VM_MEM_SRC_ANONYMOUS, TEST_GPA, TEST_SLOT,
-		   size / pg->vm->page_size, KVM_MEM_GUEST_MEMFD, pg->fd, 0);
-	hva = addr_gpa2hva(pg->vm, TEST_GPA);
-	TEST_ASSERT(!((uintptr_t)hva & (gmem_page_size - 1)),
-		    "Memslot userspace_addr %p isn't aligned to the guest_memfd page size 0x%lx",
-		    hva, gmem_page_size);
-
-	vm_mem_set_private(pg->vm, TEST_GPA, size);
-	virt_map_level(pg->vm, TEST_GPA, TEST_GPA, size, PG_LEVEL_2M);
-}
-
-static void private_guest_destroy(struct private_guest *pg)
-{
-	kvm_vm_free(pg->vm);
-	close(pg->fd);
-}
-
-/* Run the vCPU until the guest reports @stage (or DONE if @stage is 0). */
-static void run_guest(struct kvm_vcpu *vcpu, uint64_t stage)
-{
-	struct kvm_run *run = vcpu->run;
-	struct ucall uc;
-	int r, err;
-
-	r = _vcpu_run(vcpu);
-	err = errno;
-	if (r && run->exit_reason == KVM_EXIT_MEMORY_FAULT)
-		TEST_FAIL("KVM_RUN failed (errno %d) with KVM_EXIT_MEMORY_FAULT at gpa 0x%llx, size 0x%llx, flags 0x%llx",
-			  err, run->memory_fault.gpa, run->memory_fault.size,
-			  run->memory_fault.flags);
-	TEST_ASSERT(!r, KVM_IOCTL_ERROR(KVM_RUN, r));
-	TEST_ASSERT_KVM_EXIT_REASON(vcpu, KVM_EXIT_IO);
-
-	switch (get_ucall(vcpu, &uc)) {
-	case UCALL_SYNC:
-		TEST_ASSERT(uc.args[1] == stage,
-			    "Guest synced at stage %lu, expected stage %lu",
-			    uc.args[1], stage);
-		break;
-	case UCALL_DONE:
-		TEST_ASSERT(!stage, "Guest finished early, expected stage %lu",
-			    stage);
-		break;
-	case UCALL_ABORT:
-		REPORT_GUEST_ASSERT(uc);
-		break;
-	default:
-		TEST_FAIL("Unexpected ucall %lu", uc.cmd);
-	}
-}
-
-static bool sw_protected_vm_supported(void)
-{
-	return kvm_check_cap(KVM_CAP_VM_TYPES) & BIT(KVM_X86_SW_PROTECTED_VM);
-}
 
 /* ------------------------------------------------------------------------ */
 /* Tracepoint                                                               */
@@ -904,15 +765,6 @@ FIXTURE_VARIANT_ADD(gmem_punch, 1G) {
 	.stress_large_convert = SZ_8M,
 };
 
-static bool hugetlb_size_supported(size_t page_size, uint64_t *sizes)
-{
-	if (!kvm_has_cap(KVM_CAP_GUEST_MEMFD))
-		return false;
-
-	*sizes = kvm_check_cap(KVM_CAP_GUEST_MEMFD_HUGETLB);
-	return *sizes & BIT_ULL(__builtin_ctzl(page_size));
-}
-
 FIXTURE_SETUP(gmem_punch)
 {
 	uint64_t sizes = 0;
@@ -935,21 +787,6 @@ FIXTURE_TEARDOWN(gmem_punch)
 	if (self->vm)
 		kvm_vm_free(self->vm);
 }
-
-/* Skip the test unless the pool has @nr pages that aren't reserved yet. */
-static bool __hugepages_available(struct __test_metadata *_metadata,
-				  const struct hugetlb_pool_stats *base,
-				  size_t page_size, uint64_t nr)
-{
-	if (pool_available(base) >= nr)
-		return true;
-
-	SKIP(return false, "Need %lu unreserved %zukB hugepages, have %lu",
-	     nr, page_size >> 10, pool_available(base));
-}
-
-#define hugepages_available(nr) \
-	__hugepages_available(_metadata, &self->base, variant->page_size, nr)
 
 /* ------------------------------------------------------------------------ */
 /* a. Every subpage punched on its own                                      */
@@ -1442,7 +1279,7 @@ TEST_F_TIMEOUT(gmem_punch, guest_sees_zeroes_after_partial_punch, 300)
 	if (!hugepages_available(1))
 		return;
 
-	private_guest_create(&pg, guest_zero_code, self->flags, hpage);
+	private_guest_create(&pg, guest_zero_code, self->flags, hpage, 0, hpage);
 	vcpu_args_set(pg.vcpu, 3, TEST_GPA, hpage, variant->guest_stride);
 	punched_ranges = punch;
 	sync_global_to_guest(pg.vm, punched_ranges);
@@ -1502,7 +1339,7 @@ TEST_F_TIMEOUT(gmem_punch, mapping_level_drops_and_returns, 300)
 	if (!hugepages_available(1))
 		return;
 
-	private_guest_create(&pg, guest_touch_code, self->flags, hpage);
+	private_guest_create(&pg, guest_touch_code, self->flags, hpage, 0, hpage);
 	vcpu_args_set(pg.vcpu, 4, TEST_GPA, hpage, stride, hole);
 
 	run_guest(pg.vcpu, STAGE_READY);
@@ -1574,8 +1411,217 @@ TEST_F_TIMEOUT(gmem_punch, mapping_level_drops_and_returns, 300)
 /* g. Concurrent punch, refill, fault and conversion                        */
 /* ------------------------------------------------------------------------ */
 
+/* ------------------------------------------------------------------------ */
+/* Joining test threads, with a diagnosis when one of them is stuck         */
+/* ------------------------------------------------------------------------ */
+
+struct test_thread {
+	const char *name;
+	pthread_t thread;
+	pid_t tid;
+	bool joined;
+};
+
+static void test_thread_started(struct test_thread *t)
+{
+	WRITE_ONCE(t->tid, syscall(SYS_gettid));
+}
+
+static void print_file(const char *what, const char *path)
+{
+	char line[512];
+	FILE *f = fopen(path, "r");
+
+	if (!f) {
+		ksft_print_msg("  %s: %s: %s\n", what, path, strerror(errno));
+		return;
+	}
+	while (fgets(line, sizeof(line), f))
+		ksft_print_msg("  %s: %s", what, line);
+	fclose(f);
+}
+
+/* KVM's debugfs statistics of this process's VMs, one "name value" each. */
+static int read_kvm_stats(char names[][32], uint64_t *vals, int max)
+{
+	char path[PATH_MAX];
+	struct dirent *de;
+	glob_t g = {};
+	int n = 0;
+	size_t i;
+
+	snprintf(path, sizeof(path), "/sys/kernel/debug/kvm/%d-*", getpid());
+	if (glob(path, 0, NULL, &g))
+		return 0;
+	for (i = 0; i < g.gl_pathc; i++) {
+		DIR *d = opendir(g.gl_pathv[i]);
+
+		while (d && (de = readdir(d)) && n < max) {
+			FILE *f;
+
+			if (de->d_name[0] == '.')
+				continue;
+			snprintf(path, sizeof(path), "%s/%s", g.gl_pathv[i],
+				 de->d_name);
+			f = fopen(path, "r");
+			if (!f)
+				continue;
+			if (fscanf(f, "%lu", &vals[n]) == 1)
+				snprintf(names[n++], 32, "%.31s", de->d_name);
+			fclose(f);
+		}
+		if (d)
+			closedir(d);
+	}
+	globfree(&g);
+	return n;
+}
+
+/* The first @max events in the trace buffer, and how many of each. */
+static void print_trace_summary(int max)
+{
+	char line[512], names[16][48];
+	int i, nr = 0, lines = 0, counts[16] = {};
+	FILE *f = fopen(TRACING_DIR "/trace", "r");
+
+	ksft_print_msg("KVM events in that second (first %d):\n", max);
+	while (f && fgets(line, sizeof(line), f)) {
+		char *p, *q;
+
+		if (line[0] == '#')
+			continue;
+		if (lines++ < max)
+			ksft_print_msg("  %s", line);
+		p = strstr(line, ": ");
+		q = p ? strstr(p + 2, ": ") : NULL;
+		if (!p || !q || q - p - 2 >= 48)
+			continue;
+		*q = 0;
+		for (i = 0; i < nr && strcmp(names[i], p + 2); i++)
+			;
+		if (i == nr && nr < 16)
+			snprintf(names[nr++], 48, "%s", p + 2);
+		if (i < nr)
+			counts[i]++;
+	}
+	if (f)
+		fclose(f);
+	ksft_print_msg("  %d events in all\n", lines);
+	for (i = 0; i < nr; i++)
+		ksft_print_msg("  %s: %d\n", names[i], counts[i]);
+}
+
+/*
+ * Where is a thread that does not finish?  Each thread's state and kernel
+ * stack, which KVM statistics move in one second (a vCPU retrying a fault
+ * forever moves pf_taken; one stuck in the guest moves nothing), and one
+ * second of kvm_exit/kvm_page_fault events.
+ */
+static void diagnose_stuck_threads(struct test_thread *t, int n)
+{
+	static const char * const events[] = {
+		"kvm/kvm_exit", "kvm/kvm_page_fault", "kvm/kvm_entry",
+		"kvmmmu/fast_page_fault", "kvmmmu/kvm_mmu_spte_requested",
+		"kvmmmu/kvm_mmu_set_spte",
+	};
+	static char names[2][256][32];
+	static uint64_t vals[2][256];
+	char path[PATH_MAX];
+	int i, j, nr[2];
+
+	for (i = 0; i < n; i++) {
+		if (t[i].joined)
+			continue;
+		ksft_print_msg("thread %s (tid %d) has not finished:\n",
+			       t[i].name, t[i].tid);
+		snprintf(path, sizeof(path), "/proc/self/task/%d/stat", t[i].tid);
+		print_file("stat", path);
+		snprintf(path, sizeof(path), "/proc/self/task/%d/wchan", t[i].tid);
+		print_file("wchan", path);
+		ksft_print_msg("\n");
+		snprintf(path, sizeof(path), "/proc/self/task/%d/stack", t[i].tid);
+		print_file("stack", path);
+	}
+
+	nr[0] = read_kvm_stats(names[0], vals[0], 256);
+	write_file(TRACING_DIR "/trace", "");
+	for (i = 0; i < ARRAY_SIZE(events); i++) {
+		snprintf(path, sizeof(path), TRACING_DIR "/events/%s/enable",
+			 events[i]);
+		write_file(path, "1");
+	}
+	sleep(1);
+	for (i = 0; i < ARRAY_SIZE(events); i++) {
+		snprintf(path, sizeof(path), TRACING_DIR "/events/%s/enable",
+			 events[i]);
+		write_file(path, "0");
+	}
+	nr[1] = read_kvm_stats(names[1], vals[1], 256);
+	ksft_print_msg("KVM statistics that moved in 1 s:\n");
+	for (i = 0; i < nr[1]; i++) {
+		for (j = 0; j < nr[0]; j++) {
+			if (!strcmp(names[0][j], names[1][i]) &&
+			    vals[0][j] != vals[1][i])
+				ksft_print_msg("  %s: %lu -> %lu\n", names[1][i],
+					       vals[0][j], vals[1][i]);
+		}
+	}
+	print_trace_summary(60);
+}
+
+static void kick_handler(int sig)
+{
+}
+
+static int join_by(struct test_thread *t, int n, int secs)
+{
+	struct timespec deadline;
+	int i, left = 0;
+
+	clock_gettime(CLOCK_REALTIME, &deadline);
+	deadline.tv_sec += secs;
+	for (i = 0; i < n; i++) {
+		if (!t[i].joined &&
+		    !pthread_timedjoin_np(t[i].thread, NULL, &deadline))
+			t[i].joined = true;
+		left += !t[i].joined;
+	}
+	return left;
+}
+
+/*
+ * Join @n threads that were told to stop.  If some have not finished after
+ * @secs seconds, print where they are, interrupt them with SIGUSR1 (a vCPU
+ * thread leaves KVM_RUN with EINTR) and wait @secs more.  Return the number
+ * of threads that did not finish in time (0 when all did).
+ */
+static int join_test_threads(struct test_thread *t, int n, int secs)
+{
+	struct sigaction sa = { .sa_handler = kick_handler };
+	int i, stuck, left;
+
+	stuck = join_by(t, n, secs);
+	if (!stuck)
+		return 0;
+
+	ksft_print_msg("%d thread(s) still running %d s after the stop\n",
+		       stuck, secs);
+	diagnose_stuck_threads(t, n);
+	sigaction(SIGUSR1, &sa, NULL);
+	for (i = 0; i < n; i++) {
+		if (!t[i].joined)
+			pthread_kill(t[i].thread, SIGUSR1);
+	}
+	left = join_by(t, n, secs);
+	ksft_print_msg("after SIGUSR1, %d thread(s) still running\n", left);
+	return stuck;
+}
+
+enum { STRESS_PUNCH, STRESS_REFILL, STRESS_CONVERT, STRESS_VCPU, STRESS_NR };
+
 struct stress {
 	struct private_guest *pg;
+	struct test_thread threads[STRESS_NR];
 	uint64_t hpage;
 	int whole_punch;
 	int max_whole;
@@ -1595,6 +1641,7 @@ static void *stress_punch_fn(void *arg)
 	uint64_t off, len;
 	int r;
 
+	test_thread_started(&st->threads[STRESS_PUNCH]);
 	pthread_barrier_wait(&st->barrier);
 	while (!READ_ONCE(st->stop)) {
 		if (!rng_below(&seed, st->whole_punch) &&
@@ -1625,6 +1672,7 @@ static void *stress_refill_fn(void *arg)
 	uint64_t off, len;
 	int r;
 
+	test_thread_started(&st->threads[STRESS_REFILL]);
 	pthread_barrier_wait(&st->barrier);
 	while (!READ_ONCE(st->stop)) {
 		off = rng_below(&seed, size / SZ_4K) * SZ_4K;
@@ -1645,6 +1693,7 @@ static void *stress_convert_fn(void *arg)
 	uint64_t size = st->pg->size, seed = 0x94d049bb133111ebULL ^ (uintptr_t)&seed;
 	uint64_t off, len;
 
+	test_thread_started(&st->threads[STRESS_CONVERT]);
 	pthread_barrier_wait(&st->barrier);
 	while (!READ_ONCE(st->stop)) {
 		if (rng_below(&seed, 8) == 0) {
@@ -1663,6 +1712,26 @@ static void *stress_convert_fn(void *arg)
 	return NULL;
 }
 
+/*
+ * A triple fault of a guest that only writes and reads its private memory:
+ * print where the vCPU was, to tell a wrong mapping (RIP in guest code, a
+ * fault on guest data) from emulator trouble (RIP or CR3 that are not the
+ * guest's), then fail.
+ */
+static void report_shutdown(struct kvm_vcpu *vcpu, uint64_t syncs)
+{
+	struct kvm_sregs sregs;
+	struct kvm_regs regs;
+
+	vcpu_regs_get(vcpu, &regs);
+	vcpu_sregs_get(vcpu, &sregs);
+	TEST_FAIL("KVM_EXIT_SHUTDOWN (triple fault) after %lu guest syncs: rip 0x%llx rsp 0x%llx rflags 0x%llx cr0 0x%llx cr2 0x%llx cr3 0x%llx cr4 0x%llx efer 0x%llx cs 0x%x idt 0x%llx/0x%x; guest code is at %p..%p",
+		  syncs, regs.rip, regs.rsp, regs.rflags, sregs.cr0, sregs.cr2,
+		  sregs.cr3, sregs.cr4, sregs.efer, sregs.cs.selector,
+		  sregs.idt.base, sregs.idt.limit, guest_stress_code,
+		  report_shutdown);
+}
+
 static void *stress_vcpu_fn(void *arg)
 {
 	struct stress *st = arg;
@@ -1671,6 +1740,7 @@ static void *stress_vcpu_fn(void *arg)
 	struct ucall uc;
 	int r;
 
+	test_thread_started(&st->threads[STRESS_VCPU]);
 	pthread_barrier_wait(&st->barrier);
 	while (!READ_ONCE(st->stop)) {
 		r = _vcpu_run(vcpu);
@@ -1683,7 +1753,12 @@ static void *stress_vcpu_fn(void *arg)
 			st->memory_faults++;
 			continue;
 		}
+		/* Kicked out of KVM_RUN by join_test_threads(). */
+		if (r && errno == EINTR && READ_ONCE(st->stop))
+			break;
 		TEST_ASSERT(!r, KVM_IOCTL_ERROR(KVM_RUN, r));
+		if (run->exit_reason == KVM_EXIT_SHUTDOWN)
+			report_shutdown(vcpu, st->syncs);
 		TEST_ASSERT_KVM_EXIT_REASON(vcpu, KVM_EXIT_IO);
 
 		switch (get_ucall(vcpu, &uc)) {
@@ -1704,13 +1779,17 @@ static void *stress_vcpu_fn(void *arg)
 
 TEST_F_TIMEOUT(gmem_punch, stress_punch_fault_convert, 300)
 {
-	void *(*fns[])(void *) = {
-		stress_punch_fn, stress_refill_fn, stress_convert_fn,
-		stress_vcpu_fn,
+	static const struct {
+		const char *name;
+		void *(*fn)(void *arg);
+	} fns[STRESS_NR] = {
+		[STRESS_PUNCH] = { "punch", stress_punch_fn },
+		[STRESS_REFILL] = { "refill", stress_refill_fn },
+		[STRESS_CONVERT] = { "convert", stress_convert_fn },
+		[STRESS_VCPU] = { "vcpu", stress_vcpu_fn },
 	};
 	const uint64_t hpage = variant->page_size;
 	const uint64_t size = 2 * hpage;
-	pthread_t threads[ARRAY_SIZE(fns)];
 	struct private_guest pg;
 	struct gmem_fdinfo fi;
 	struct stress st = {};
@@ -1723,7 +1802,7 @@ TEST_F_TIMEOUT(gmem_punch, stress_punch_fault_convert, 300)
 	if (!hugepages_available(2))
 		return;
 
-	private_guest_create(&pg, guest_stress_code, self->flags, size);
+	private_guest_create(&pg, guest_stress_code, self->flags, size, 0, size);
 	/* The guest's generator needs a seed in [1, 2^31 - 2]. */
 	vcpu_args_set(pg.vcpu, 3, TEST_GPA, size, test_seed() % 0x7ffffffe + 1);
 	run_guest(pg.vcpu, STAGE_READY);
@@ -1738,9 +1817,10 @@ TEST_F_TIMEOUT(gmem_punch, stress_punch_fault_convert, 300)
 	st.max_whole = variant->stress_max_whole;
 	st.large_punch = variant->stress_large_punch;
 	st.large_convert = variant->stress_large_convert;
-	pthread_barrier_init(&st.barrier, NULL, ARRAY_SIZE(fns) + 1);
-	for (i = 0; i < ARRAY_SIZE(fns); i++) {
-		r = pthread_create(&threads[i], NULL, fns[i], &st);
+	pthread_barrier_init(&st.barrier, NULL, STRESS_NR + 1);
+	for (i = 0; i < STRESS_NR; i++) {
+		st.threads[i].name = fns[i].name;
+		r = pthread_create(&st.threads[i].thread, NULL, fns[i].fn, &st);
 		ASSERT_EQ(0, r) TH_LOG("pthread_create() failed: %s", strerror(r));
 	}
 
@@ -1759,8 +1839,10 @@ TEST_F_TIMEOUT(gmem_punch, stress_punch_fault_convert, 300)
 		usleep(1000);
 	}
 	WRITE_ONCE(st.stop, true);
-	for (i = 0; i < ARRAY_SIZE(fns); i++)
-		pthread_join(threads[i], NULL);
+	r = join_test_threads(st.threads, STRESS_NR, 60);
+	ASSERT_EQ(0, r)
+		TH_LOG("%d of the stress threads did not finish within 60 s of the stop (%lu punches, %lu refills, %lu conversions, %lu guest syncs so far); see the diagnosis above",
+		       r, st.punches, st.refills, st.conversions, st.syncs);
 	pthread_barrier_destroy(&st.barrier);
 
 	ksft_print_msg("%zukB, %d s: %lu punches (%lu whole), %lu refills, %lu conversions, %lu guest syncs, %lu memory fault exits, %lu fdinfo checks\n",
@@ -1848,7 +1930,7 @@ TEST_F_TIMEOUT(gmem_punch, fault_vs_punch_race, 120)
 	if (!hugepages_available(1))
 		return;
 
-	private_guest_create(&pg, guest_spin_code, self->flags, hpage);
+	private_guest_create(&pg, guest_spin_code, self->flags, hpage, 0, hpage);
 	vcpu_args_set(pg.vcpu, 3, TEST_GPA, hpage, hole);
 	run_guest(pg.vcpu, STAGE_READY);
 	/* Allocate (and zero) the hugepage before the clock starts. */

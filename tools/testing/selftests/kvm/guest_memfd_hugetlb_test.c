@@ -31,10 +31,9 @@
 #include "ucall_common.h"
 
 #include "kselftest_harness.h"
+#include "gmem_hugetlb_util.h"
 
-/* 1GiB aligned so that the memslot can be mapped with 1GiB pages. */
-#define TEST_GPA		(4ULL << 30)
-#define TEST_SLOT		10
+#define TEST_GPA		GMEM_HUGETLB_GPA
 
 #define CGROUP_ROOT		"/sys/fs/cgroup"
 
@@ -92,46 +91,11 @@ static void __assert_pools_unchanged(struct __test_metadata *_metadata,
 #define assert_pools_unchanged(before, what) \
 	__assert_pools_unchanged(_metadata, before, __LINE__, what)
 
-/*
- * Assert that the pool of @page_size pages moved by exactly @free_delta free
- * and @resv_delta reserved pages relative to @base.
- */
-static void __printf(7, 8)
-__assert_pool(struct __test_metadata *_metadata, size_t page_size,
-	      const struct hugetlb_pool_stats *base, long free_delta,
-	      long resv_delta, int line, const char *fmt, ...)
-{
-	struct hugetlb_pool_stats now;
-	char step[256];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(step, sizeof(step), fmt, ap);
-	va_end(ap);
-
-	ASSERT_TRUE(hugetlb_get_pool_stats(page_size, &now));
-	ASSERT_TRUE(now.free == base->free + free_delta &&
-		    now.resv == base->resv + resv_delta)
-		TH_LOG("line %d, %s: %zukB pool has free_hugepages %lu (expected %lu%+ld), resv_hugepages %lu (expected %lu%+ld)",
-		       line, step, page_size >> 10, now.free, base->free,
-		       free_delta, now.resv, base->resv, resv_delta);
-}
-
-#define assert_pool(base, free_delta, resv_delta, fmt, ...)			\
-	__assert_pool(_metadata, variant->page_size, base, free_delta,		\
-		      resv_delta, __LINE__, fmt, ##__VA_ARGS__)
-
 static void read_pool(struct __test_metadata *_metadata, size_t page_size,
 		      struct hugetlb_pool_stats *stats)
 {
 	ASSERT_TRUE(hugetlb_get_pool_stats(page_size, stats))
 		TH_LOG("No %zukB HugeTLB pool", page_size >> 10);
-}
-
-/* Number of pages of the pool that can still be reserved. */
-static uint64_t pool_available(const struct hugetlb_pool_stats *stats)
-{
-	return stats->free - stats->resv;
 }
 
 /* Assert that creating a guest_memfd fails with EINVAL and changes nothing. */
@@ -163,13 +127,6 @@ static void __assert_create_einval(struct __test_metadata *_metadata,
 
 #define assert_create_einval(vm, size, flags) \
 	__assert_create_einval(_metadata, vm, size, flags, __LINE__)
-
-static int gmem_fallocate(int fd, bool punch, uint64_t offset, uint64_t len)
-{
-	int mode = FALLOC_FL_KEEP_SIZE | (punch ? FALLOC_FL_PUNCH_HOLE : 0);
-
-	return fallocate(fd, mode, offset, len);
-}
 
 /* fallocate() that must fail with @err, or succeed if @err is 0. */
 static void __do_fallocate(struct __test_metadata *_metadata, int fd,
@@ -209,21 +166,6 @@ static size_t default_hugetlb_page_size(void)
 	fclose(f);
 
 	return size;
-}
-
-static uint64_t level_pages(const struct vm_mapping_level_stats *stats,
-			    size_t page_size)
-{
-	switch (page_size) {
-	case SZ_4K:
-		return stats->pages_4k;
-	case SZ_2M:
-		return stats->pages_2m;
-	case SZ_1G:
-		return stats->pages_1g;
-	default:
-		TEST_FAIL("No mapping level for page size 0x%lx", page_size);
-	}
 }
 
 /* The other hugepage size, whose mapping count must not change. */
@@ -295,99 +237,10 @@ static void guest_race_code(uint64_t gpa, uint64_t size, uint64_t nr_iterations)
 /* Host side of guest tests                                                 */
 /* ------------------------------------------------------------------------ */
 
-struct private_guest {
-	struct kvm_vm *vm;
-	struct kvm_vcpu *vcpu;
-	int fd;
-	uint64_t slot_size;
-};
-
-/*
- * Create a SW-protected VM with one vCPU, and bind @slot_size bytes of a new
- * guest_memfd of @file_size bytes, starting at @offset, as private memory at
- * TEST_GPA.  The guest maps it 1:1 with 2MiB pages.
- */
-static void private_guest_create(struct private_guest *pg, void *code,
-				 uint64_t gmem_flags, uint64_t file_size,
-				 uint64_t offset, uint64_t slot_size)
-{
-	const struct vm_shape shape = {
-		.mode = VM_MODE_DEFAULT,
-		.type = KVM_X86_SW_PROTECTED_VM,
-	};
-	size_t gmem_page_size = guest_memfd_page_size(gmem_flags);
-	void *hva;
-
-	pg->vm = vm_create_shape_with_one_vcpu(shape, &pg->vcpu, code);
-	pg->fd = vm_create_guest_memfd(pg->vm, file_size, gmem_flags);
-	pg->slot_size = slot_size;
-
-	/*
-	 * vm_mem_add() aligns the (never touched) shared backing to the
-	 * guest_memfd page size, KVM maps hugepages only if userspace_addr is
-	 * aligned like the GPA.
-	 */
-	vm_mem_add(pg->vm, VM_MEM_SRC_ANONYMOUS, TEST_GPA, TEST_SLOT,
-		   slot_size / pg->vm->page_size, KVM_MEM_GUEST_MEMFD,
-		   pg->fd, offset);
-	hva = addr_gpa2hva(pg->vm, TEST_GPA);
-	TEST_ASSERT(!((uintptr_t)hva & (gmem_page_size - 1)),
-		    "Memslot userspace_addr %p isn't aligned to the guest_memfd page size 0x%lx",
-		    hva, gmem_page_size);
-
-	vm_mem_set_private(pg->vm, TEST_GPA, slot_size);
-	virt_map_level(pg->vm, TEST_GPA, TEST_GPA, slot_size, PG_LEVEL_2M);
-}
-
-static void private_guest_destroy(struct private_guest *pg)
-{
-	kvm_vm_free(pg->vm);
-	close(pg->fd);
-}
-
-/* Run the vCPU until the guest reports @stage (or DONE if @stage is 0). */
-static void run_guest(struct kvm_vcpu *vcpu, uint64_t stage)
-{
-	struct kvm_run *run = vcpu->run;
-	struct ucall uc;
-	int r, err;
-
-	r = _vcpu_run(vcpu);
-	err = errno;
-	if (r && run->exit_reason == KVM_EXIT_MEMORY_FAULT)
-		TEST_FAIL("KVM_RUN failed (errno %d) with KVM_EXIT_MEMORY_FAULT at gpa 0x%llx, size 0x%llx, flags 0x%llx: guest_memfd didn't provide the page",
-			  err, run->memory_fault.gpa, run->memory_fault.size,
-			  run->memory_fault.flags);
-	TEST_ASSERT(!r, KVM_IOCTL_ERROR(KVM_RUN, r));
-	TEST_ASSERT_KVM_EXIT_REASON(vcpu, KVM_EXIT_IO);
-
-	switch (get_ucall(vcpu, &uc)) {
-	case UCALL_SYNC:
-		TEST_ASSERT(uc.args[1] == stage,
-			    "Guest synced at stage %lu, expected stage %lu",
-			    uc.args[1], stage);
-		break;
-	case UCALL_DONE:
-		TEST_ASSERT(!stage, "Guest finished early, expected stage %lu",
-			    stage);
-		break;
-	case UCALL_ABORT:
-		REPORT_GUEST_ASSERT(uc);
-		break;
-	default:
-		TEST_FAIL("Unexpected ucall %lu", uc.cmd);
-	}
-}
-
 static uint64_t guest_stride(uint64_t size)
 {
 	/* Touching every 4KiB of 1GiB is slow under emulation. */
 	return size >= SZ_1G ? SZ_64K : SZ_4K;
-}
-
-static bool sw_protected_vm_supported(void)
-{
-	return kvm_check_cap(KVM_CAP_VM_TYPES) & BIT(KVM_X86_SW_PROTECTED_VM);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -415,30 +268,6 @@ FIXTURE_VARIANT_ADD(gmem_hugetlb, 1G) {
 	.page_size = SZ_1G,
 	.race_iterations = 2,
 };
-
-/* Skip the test unless the pool has @nr pages that aren't reserved yet. */
-static bool __hugepages_available(struct __test_metadata *_metadata,
-				  const struct hugetlb_pool_stats *base,
-				  size_t page_size, uint64_t nr)
-{
-	if (pool_available(base) >= nr)
-		return true;
-
-	SKIP(return false, "Need %lu unreserved %zukB hugepages, have %lu",
-	     nr, page_size >> 10, pool_available(base));
-}
-
-#define hugepages_available(nr) \
-	__hugepages_available(_metadata, &self->base, variant->page_size, nr)
-
-static bool hugetlb_size_supported(size_t page_size, uint64_t *sizes)
-{
-	if (!kvm_has_cap(KVM_CAP_GUEST_MEMFD))
-		return false;
-
-	*sizes = kvm_check_cap(KVM_CAP_GUEST_MEMFD_HUGETLB);
-	return *sizes & BIT_ULL(__builtin_ctzl(page_size));
-}
 
 FIXTURE_SETUP(gmem_hugetlb)
 {
