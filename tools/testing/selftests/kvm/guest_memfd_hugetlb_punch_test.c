@@ -1712,26 +1712,6 @@ static void *stress_convert_fn(void *arg)
 	return NULL;
 }
 
-/*
- * A triple fault of a guest that only writes and reads its private memory:
- * print where the vCPU was, to tell a wrong mapping (RIP in guest code, a
- * fault on guest data) from emulator trouble (RIP or CR3 that are not the
- * guest's), then fail.
- */
-static void report_shutdown(struct kvm_vcpu *vcpu, uint64_t syncs)
-{
-	struct kvm_sregs sregs;
-	struct kvm_regs regs;
-
-	vcpu_regs_get(vcpu, &regs);
-	vcpu_sregs_get(vcpu, &sregs);
-	TEST_FAIL("KVM_EXIT_SHUTDOWN (triple fault) after %lu guest syncs: rip 0x%llx rsp 0x%llx rflags 0x%llx cr0 0x%llx cr2 0x%llx cr3 0x%llx cr4 0x%llx efer 0x%llx cs 0x%x idt 0x%llx/0x%x; guest code is at %p..%p",
-		  syncs, regs.rip, regs.rsp, regs.rflags, sregs.cr0, sregs.cr2,
-		  sregs.cr3, sregs.cr4, sregs.efer, sregs.cs.selector,
-		  sregs.idt.base, sregs.idt.limit, guest_stress_code,
-		  report_shutdown);
-}
-
 static void *stress_vcpu_fn(void *arg)
 {
 	struct stress *st = arg;
@@ -1757,8 +1737,13 @@ static void *stress_vcpu_fn(void *arg)
 		if (r && errno == EINTR && READ_ONCE(st->stop))
 			break;
 		TEST_ASSERT(!r, KVM_IOCTL_ERROR(KVM_RUN, r));
-		if (run->exit_reason == KVM_EXIT_SHUTDOWN)
-			report_shutdown(vcpu, st->syncs);
+		/*
+		 * The registers are of no use here: SVM re-INITs a vCPU after
+		 * a shutdown intercept.
+		 */
+		TEST_ASSERT(run->exit_reason != KVM_EXIT_SHUTDOWN,
+			    "KVM_EXIT_SHUTDOWN: the guest triple-faulted after %lu syncs (%lu punches, %lu refills, %lu conversions so far)",
+			    st->syncs, st->punches, st->refills, st->conversions);
 		TEST_ASSERT_KVM_EXIT_REASON(vcpu, KVM_EXIT_IO);
 
 		switch (get_ucall(vcpu, &uc)) {
