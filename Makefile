@@ -2,8 +2,8 @@
 # HugeTLB-backed KVM guest_memfd: build, boot and test the patched kernel.
 # See README.md.
 
-.PHONY: all build kernel selftests run test check check-series prepare clean \
-	distclean help
+.PHONY: all build kernel selftests run bench test check check-series prepare \
+	clean distclean help
 
 all: build
 
@@ -36,9 +36,16 @@ prepare:
 	scripts/deps.sh
 	python3 scripts/prepare_tree.py
 
-## run        build if needed, boot, and show the feature working
+## run        build if needed, boot, and show the feature working: a guest
+##            touching 1 GiB on 4K/2M/1G backing, a 4K punch storm over a
+##            2M and a 1G hugepage, metadata (guest_memfd_hugetlb_bench)
 run: build
-	scripts/demo
+	scripts/bench -s touch,punch,meta -n ''
+
+## bench      build if needed, boot, and run every benchmark section
+##            (DESIGN section 7: ratios side by side in one run); not a test
+bench: build
+	scripts/bench
 
 ## test       host checks + every VM test, TAP, "N passed, N failed, N skipped"
 test:

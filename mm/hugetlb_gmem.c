@@ -804,12 +804,20 @@ EXPORT_SYMBOL_GPL(hugetlb_gmem_max_order);
  */
 void hugetlb_gmem_show_fdinfo(struct hugetlb_gmem *hg, struct seq_file *m)
 {
-	unsigned long reserved, charged;
+	unsigned long reserved, charged, maps = 0, index;
+	struct hugetlb_gmem_subpages *sp;
+	size_t bytes;
 
 	spin_lock(&hg->lock);
 	reserved = hg->nr_reserved;
 	charged = hg->nr_charged;
 	spin_unlock(&hg->lock);
+	xa_for_each(&hg->subpages, index, sp)
+		maps++;
+	/* What this file allocated besides its xarray nodes. */
+	bytes = sizeof(*hg) + BITS_TO_LONGS(hg->nr_hpages) * sizeof(long) +
+		maps * struct_size(sp, map,
+				   BITS_TO_LONGS(pages_per_huge_page(hg->h)));
 	seq_printf(m, "hugetlb_page_size:\t%lu\n", huge_page_size(hg->h));
 	seq_printf(m, "hugetlb_pages:\t%lu\n", hg->nr_hpages);
 	seq_printf(m, "hugetlb_reserved:\t%lu\n", reserved);
@@ -818,6 +826,8 @@ void hugetlb_gmem_show_fdinfo(struct hugetlb_gmem *hg, struct seq_file *m)
 		   atomic_long_read(&hg->nr_partial));
 	seq_printf(m, "hugetlb_punched_subpages:\t%ld\n",
 		   atomic_long_read(&hg->nr_punched));
+	seq_printf(m, "hugetlb_subpage_maps:\t%lu\n", maps);
+	seq_printf(m, "hugetlb_metadata_bytes:\t%zu\n", bytes);
 }
 EXPORT_SYMBOL_GPL(hugetlb_gmem_show_fdinfo);
 

@@ -165,6 +165,8 @@ struct gmem_fdinfo {
 	uint64_t allocated;
 	uint64_t partial_folios;
 	uint64_t punched_subpages;
+	uint64_t subpage_maps;
+	uint64_t metadata_bytes;
 };
 
 static const struct {
@@ -177,7 +179,17 @@ static const struct {
 	{ "hugetlb_allocated:",		offsetof(struct gmem_fdinfo, allocated) },
 	{ "hugetlb_partial_folios:",	offsetof(struct gmem_fdinfo, partial_folios) },
 	{ "hugetlb_punched_subpages:",	offsetof(struct gmem_fdinfo, punched_subpages) },
+	{ "hugetlb_subpage_maps:",	offsetof(struct gmem_fdinfo, subpage_maps) },
+	{ "hugetlb_metadata_bytes:",	offsetof(struct gmem_fdinfo, metadata_bytes) },
 };
+
+/* Bytes of the punched-subpage map of one folio of @page_size. */
+static uint64_t subpage_map_bytes(size_t page_size)
+{
+	uint64_t bits = page_size / SZ_4K;
+
+	return sizeof(unsigned long) + (bits + 63) / 64 * sizeof(unsigned long);
+}
 
 /*
  * Parse the hugetlb lines of /proc/self/fdinfo/@fd.  Returns NULL on
@@ -273,6 +285,21 @@ __assert_fdinfo(struct __test_metadata *_metadata, int fd, size_t page_size,
 		       line, step, fi.page_size, fi.pages, fi.reserved,
 		       fi.allocated, fi.partial_folios, fi.punched_subpages,
 		       page_size, pages, reserved, allocated, partial, punched);
+	/*
+	 * A subpage map (a word of count and a bit per subpage) exists for
+	 * each partly punched folio, and may stay after a refill until its
+	 * folio is freed.  The rest of the metadata is a small struct and a
+	 * bit per hugepage.
+	 */
+	ASSERT_TRUE(fi.partial_folios <= fi.subpage_maps &&
+		    fi.subpage_maps <= fi.allocated &&
+		    fi.metadata_bytes >= fi.subpage_maps * subpage_map_bytes(page_size) &&
+		    fi.metadata_bytes - fi.subpage_maps * subpage_map_bytes(page_size) <=
+		    SZ_4K + pages / 8)
+		TH_LOG("line %d, %s: fdinfo has %lu subpage maps and %lu metadata bytes for %lu allocated hugepages, %lu of them partial; a map takes %lu bytes",
+		       line, step, fi.subpage_maps, fi.metadata_bytes,
+		       fi.allocated, fi.partial_folios,
+		       subpage_map_bytes(page_size));
 }
 
 #define assert_fdinfo(fd, pages, reserved, allocated, partial, punched, fmt, ...) \
@@ -1762,7 +1789,24 @@ static void *stress_vcpu_fn(void *arg)
 	return NULL;
 }
 
-TEST_F_TIMEOUT(gmem_punch, stress_punch_fault_convert, 300)
+/* The stress parameters of a variant, see FIXTURE_VARIANT(gmem_punch). */
+struct stress_params {
+	size_t page_size;
+	int seconds;
+	int whole_punch;
+	int max_whole;
+	uint64_t large_punch;
+	uint64_t large_convert;
+};
+
+/*
+ * The stress on a file of two hugepages of @p->page_size, created with
+ * @flags.  @base is the pool before, or NULL for a regular guest_memfd: then
+ * there is no pool or fdinfo to check.
+ */
+static void stress_run(struct __test_metadata *_metadata,
+		       const struct stress_params *p,
+		       const struct hugetlb_pool_stats *base, uint64_t flags)
 {
 	static const struct {
 		const char *name;
@@ -1773,7 +1817,7 @@ TEST_F_TIMEOUT(gmem_punch, stress_punch_fault_convert, 300)
 		[STRESS_CONVERT] = { "convert", stress_convert_fn },
 		[STRESS_VCPU] = { "vcpu", stress_vcpu_fn },
 	};
-	const uint64_t hpage = variant->page_size;
+	const uint64_t hpage = p->page_size;
 	const uint64_t size = 2 * hpage;
 	struct private_guest pg;
 	struct gmem_fdinfo fi;
@@ -1782,26 +1826,25 @@ TEST_F_TIMEOUT(gmem_punch, stress_punch_fault_convert, 300)
 	double end;
 	int i, r;
 
-	if (!sw_protected_vm_supported())
-		SKIP(return, "KVM_X86_SW_PROTECTED_VM not supported");
-	if (!hugepages_available(2))
-		return;
-
-	private_guest_create(&pg, guest_stress_code, self->flags, size, 0, size);
+	private_guest_create(&pg, guest_stress_code, flags, size, 0, size);
 	/* The guest's generator needs a seed in [1, 2^31 - 2]. */
 	vcpu_args_set(pg.vcpu, 3, TEST_GPA, size, test_seed() % 0x7ffffffe + 1);
 	run_guest(pg.vcpu, STAGE_READY);
-	assert_pool(&self->base, 0, 2, "created a 2 page file");
+	if (base)
+		__assert_pool(_metadata, hpage, base, 0, 2, __LINE__,
+			      "created a 2 page file");
 	/* Allocate (and zero) both hugepages before the clock starts. */
 	do_allocate(pg.fd, 0, size);
-	assert_pool(&self->base, -2, 0, "allocated the file");
+	if (base)
+		__assert_pool(_metadata, hpage, base, -2, 0, __LINE__,
+			      "allocated the file");
 
 	st.pg = &pg;
 	st.hpage = hpage;
-	st.whole_punch = variant->stress_whole_punch;
-	st.max_whole = variant->stress_max_whole;
-	st.large_punch = variant->stress_large_punch;
-	st.large_convert = variant->stress_large_convert;
+	st.whole_punch = p->whole_punch;
+	st.max_whole = p->max_whole;
+	st.large_punch = p->large_punch;
+	st.large_convert = p->large_convert;
 	pthread_barrier_init(&st.barrier, NULL, STRESS_NR + 1);
 	for (i = 0; i < STRESS_NR; i++) {
 		st.threads[i].name = fns[i].name;
@@ -1810,8 +1853,12 @@ TEST_F_TIMEOUT(gmem_punch, stress_punch_fault_convert, 300)
 	}
 
 	pthread_barrier_wait(&st.barrier);
-	end = now_seconds() + variant->stress_seconds;
+	end = now_seconds() + p->seconds;
 	while (now_seconds() < end) {
+		checks++;
+		usleep(1000);
+		if (!base)
+			continue;
 		read_fdinfo(_metadata, pg.fd, &fi);
 		ASSERT_TRUE(fi.page_size == hpage && fi.pages == 2 &&
 			    fi.allocated + fi.reserved <= fi.pages &&
@@ -1820,8 +1867,6 @@ TEST_F_TIMEOUT(gmem_punch, stress_punch_fault_convert, 300)
 			TH_LOG("Inconsistent fdinfo during the run: page_size %lu pages %lu reserved %lu allocated %lu partial_folios %lu punched_subpages %lu",
 			       fi.page_size, fi.pages, fi.reserved, fi.allocated,
 			       fi.partial_folios, fi.punched_subpages);
-		checks++;
-		usleep(1000);
 	}
 	WRITE_ONCE(st.stop, true);
 	r = join_test_threads(st.threads, STRESS_NR, 60);
@@ -1831,11 +1876,16 @@ TEST_F_TIMEOUT(gmem_punch, stress_punch_fault_convert, 300)
 	pthread_barrier_destroy(&st.barrier);
 
 	ksft_print_msg("%zukB, %d s: %lu punches (%lu whole), %lu refills, %lu conversions, %lu guest syncs, %lu memory fault exits, %lu fdinfo checks\n",
-		       hpage >> 10, variant->stress_seconds, st.punches,
+		       hpage >> 10, p->seconds, st.punches,
 		       st.whole_punches, st.refills, st.conversions, st.syncs,
 		       st.memory_faults, checks);
 	ASSERT_TRUE(st.punches && st.refills && st.conversions && st.syncs)
 		TH_LOG("A thread made no progress");
+
+	if (!base) {
+		private_guest_destroy(&pg);
+		return;
+	}
 
 	/* Quiescent: the counters agree with each other and the pool. */
 	read_fdinfo(_metadata, pg.fd, &fi);
@@ -1846,12 +1896,60 @@ TEST_F_TIMEOUT(gmem_punch, stress_punch_fault_convert, 300)
 		TH_LOG("Inconsistent fdinfo after the run: reserved %lu allocated %lu partial_folios %lu punched_subpages %lu",
 		       fi.reserved, fi.allocated, fi.partial_folios,
 		       fi.punched_subpages);
-	assert_pool_matches_fdinfo(pg.fd, "after the run");
+	__assert_pool_matches_fdinfo(_metadata, pg.fd, hpage, base, __LINE__,
+				     "after the run");
 
 	kvm_vm_free(pg.vm);
-	assert_pool_matches_fdinfo(pg.fd, "freed the VM");
+	__assert_pool_matches_fdinfo(_metadata, pg.fd, hpage, base, __LINE__,
+				     "freed the VM");
 	close(pg.fd);
-	assert_pool(&self->base, 0, 0, "freed the VM and closed the file");
+	__assert_pool(_metadata, hpage, base, 0, 0, __LINE__,
+		      "freed the VM and closed the file");
+}
+
+TEST_F_TIMEOUT(gmem_punch, stress_punch_fault_convert, 300)
+{
+	const struct stress_params p = {
+		.page_size = variant->page_size,
+		.seconds = variant->stress_seconds,
+		.whole_punch = variant->stress_whole_punch,
+		.max_whole = variant->stress_max_whole,
+		.large_punch = variant->stress_large_punch,
+		.large_convert = variant->stress_large_convert,
+	};
+
+	if (!sw_protected_vm_supported())
+		SKIP(return, "KVM_X86_SW_PROTECTED_VM not supported");
+	if (!hugepages_available(2))
+		return;
+
+	stress_run(_metadata, &p, &self->base, self->flags);
+}
+
+/*
+ * The peer of stress_punch_fault_convert: the same threads on a regular
+ * guest_memfd of the 2M variant's size, to tell a failure of the hugetlb
+ * code from one of KVM or of the machine underneath.
+ */
+FIXTURE(gmem_4k_peer) {};
+FIXTURE_SETUP(gmem_4k_peer) {}
+FIXTURE_TEARDOWN(gmem_4k_peer) {}
+
+TEST_F_TIMEOUT(gmem_4k_peer, stress_punch_fault_convert, 300)
+{
+	static const struct stress_params peer = {
+		.page_size = SZ_2M,
+		.seconds = 4,
+		.whole_punch = 64,
+		.max_whole = INT_MAX,
+		.large_punch = SZ_1M,
+		.large_convert = SZ_2M,
+	};
+
+	if (!sw_protected_vm_supported())
+		SKIP(return, "KVM_X86_SW_PROTECTED_VM not supported");
+
+	stress_run(_metadata, &peer, NULL, 0);
 }
 
 /* ------------------------------------------------------------------------ */

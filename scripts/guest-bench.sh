@@ -1,0 +1,16 @@
+#!/bin/sh
+# SPDX-License-Identifier: GPL-2.0
+# Runs inside the VM for 'make run' and 'make bench'.
+echo "== kernel $(uname -r) under QEMU TCG, $(nproc) vCPUs"
+echo "== KVM: $(ls /dev/kvm 2>/dev/null || echo missing)"
+pools() {
+	echo "== hugetlb pools (nr/free/resv), $1:"
+	for d in /sys/kernel/mm/hugepages/hugepages-*; do
+		echo "   ${d##*-}: $(cat "$d/nr_hugepages")/$(cat "$d/free_hugepages")/$(cat "$d/resv_hugepages")"
+	done
+}
+pools before
+./guest_memfd_hugetlb_bench "$@"
+rc=$?
+pools after
+exit $rc
