@@ -83,12 +83,11 @@ static bool is_hugetlb(const struct backing *b)
 }
 
 /* Why @b can't back @size bytes now, or NULL if it can. */
-static const char *unusable(const struct backing *b, uint64_t size,
-			    uint64_t nr_copies)
+static const char *unusable(const struct backing *b, uint64_t size)
 {
 	static char why[96];
 	struct hugetlb_pool_stats stats;
-	uint64_t need = nr_copies * size / b->page_size;
+	uint64_t need = size / b->page_size;
 
 	if (!is_hugetlb(b))
 		return NULL;
@@ -108,19 +107,6 @@ static const char *unusable(const struct backing *b, uint64_t size,
 static uint64_t gmem_flags(const struct backing *b)
 {
 	return is_hugetlb(b) ? guest_memfd_hugetlb_flags(b->page_size) : 0;
-}
-
-static int write_file(const char *path, const char *str)
-{
-	int fd = open(path, O_WRONLY | O_TRUNC);
-	ssize_t r;
-
-	if (fd < 0)
-		return -errno;
-	r = write(fd, str, strlen(str));
-	r = r < 0 ? -errno : 0;
-	close(fd);
-	return r;
 }
 
 /* A KVM statistic summed over all VMs (debugfs), or -1 if not there. */
@@ -228,7 +214,7 @@ static void touch(const struct backing *b, uint64_t size,
 	int fd;
 
 	memset(res, 0, sizeof(*res));
-	res->skipped = unusable(b, size, 1);
+	res->skipped = unusable(b, size);
 	if (res->skipped)
 		return;
 	if (is_hugetlb(b))
@@ -265,9 +251,9 @@ static void touch(const struct backing *b, uint64_t size,
 		hugetlb_get_pool_stats(b->page_size, &res->closed);
 }
 
+/* One row; the ratio is to @ref_seconds, none if that is 0. */
 static void print_touch_row(const struct backing *b, uint64_t size,
-			    const struct touch_result *res,
-			    const struct touch_result *ref)
+			    const struct touch_result *res, double ref_seconds)
 {
 	uint64_t huge = res->delta.pages_2m * SZ_2M + res->delta.pages_1g * SZ_1G;
 	char ratio[16] = "-", pool[48] = "-";
@@ -276,8 +262,8 @@ static void print_touch_row(const struct backing *b, uint64_t size,
 		printf("%-15s %6lu  skipped: %s\n", b->name, size >> 20, res->skipped);
 		return;
 	}
-	if (ref && ref->seconds > 0)
-		snprintf(ratio, sizeof(ratio), "%.3f", res->seconds / ref->seconds);
+	if (ref_seconds > 0)
+		snprintf(ratio, sizeof(ratio), "%.3f", res->seconds / ref_seconds);
 	if (is_hugetlb(b))
 		snprintf(pool, sizeof(pool), "%lu/%lu -> %lu/%lu",
 			 res->before.free, res->before.resv,
@@ -298,7 +284,7 @@ static void touch_header(void)
 static void bench_touch(void)
 {
 	struct touch_result res[NR_BACKINGS], grow;
-	const struct touch_result *ref;
+	double ref;
 	int i, j;
 
 	printf("\n== touch: one vCPU writes every 4KiB page of its private memory once\n");
@@ -307,7 +293,7 @@ static void bench_touch(void)
 		if (!selected[i])
 			continue;
 		touch(&backings[i], touch_size, &res[i]);
-		ref = selected[0] && !res[0].skipped ? &res[0] : NULL;
+		ref = selected[0] && !res[0].skipped ? res[0].seconds : 0;
 		print_touch_row(&backings[i], touch_size, &res[i], ref);
 	}
 	printf("ratio: touch time / the 4K guest_memfd row's; faults: KVM page faults taken (pf_taken);\n"
@@ -326,16 +312,13 @@ static void bench_touch(void)
 			continue;
 		for (j = 0; j < nr_sizes; j++) {
 			uint64_t size = sizes_gib[j] << 30;
-			struct touch_result scaled;
 
 			touch(&backings[i], size, &grow);
 			if (!grow.skipped && !j)
 				per_gib_ref = grow.seconds / sizes_gib[j];
-			/* Compare time per GiB: pass a scaled reference. */
-			scaled = grow;
-			scaled.seconds = per_gib_ref * sizes_gib[j];
+			/* Time per GiB against the first size's. */
 			print_touch_row(&backings[i], size, &grow,
-					per_gib_ref > 0 ? &scaled : NULL);
+					per_gib_ref * sizes_gib[j]);
 		}
 	}
 }
@@ -361,7 +344,7 @@ static void bench_alloc(void)
 		for (j = 0; j < nr_sizes; j++) {
 			uint64_t size = sizes_gib[j] << 30, off;
 			double t, falloc, fault, zero, closing, unmap;
-			const char *why = unusable(b, size, 1);
+			const char *why = unusable(b, size);
 			char *p;
 			int fd, r;
 
@@ -524,7 +507,7 @@ static void bench_punch(void)
 		double *times, first64 = 0, last1k = 0, total = 0, whole, t;
 		double first, final, median;
 		uint64_t n64 = min(64UL, nr), n1k = min(1000UL, nr - 1);
-		const char *why = unusable(b, b->page_size, 1);
+		const char *why = unusable(b, b->page_size);
 		struct callbacks cb;
 		char size_kb[32];
 		int fd, r;
@@ -567,14 +550,14 @@ static void bench_punch(void)
 
 		/* The same storm again, traced, for the callbacks. */
 		snprintf(size_kb, sizeof(size_kb), "%lu", max(4096UL, nr / 8));
-		TEST_ASSERT(!write_file(TRACING_DIR "/buffer_size_kb", size_kb) &&
-			    !write_file(TRACING_DIR "/trace", "") &&
-			    !write_file(EVENT_ENABLE, "1"),
+		TEST_ASSERT(!write_str_to_file(TRACING_DIR "/buffer_size_kb", size_kb) &&
+			    !write_str_to_file(TRACING_DIR "/trace", "") &&
+			    !write_str_to_file(EVENT_ENABLE, "1"),
 			    "Can't set up tracing of kvm_gmem_invalidate");
 		punch_storm(vm, b, NULL, &returned2);
-		write_file(EVENT_ENABLE, "0");
+		write_str_to_file(EVENT_ENABLE, "0");
 		count_callbacks(&cb);
-		write_file(TRACING_DIR "/trace", "");
+		write_str_to_file(TRACING_DIR "/trace", "");
 
 		printf("%-15s %7lu %6.0fus %6.0fus %6.0fus %6.0fus %6.0fus %9.3f %6.0fus %6.0f %8lu %7lu %7lu %2lu/%-2lu\n",
 		       b->name, nr, first * 1e6, first64 * 1e6, median * 1e6,
@@ -623,7 +606,7 @@ static void bench_meta(void)
 			int64_t created, allocated, holed, maps;
 			int fd, r;
 
-			if (unusable(b, size, 1))
+			if (unusable(b, size))
 				continue;
 			fd = create_gmem(vm, b, size);
 			created = fdinfo_value(fd, "hugetlb_metadata_bytes");

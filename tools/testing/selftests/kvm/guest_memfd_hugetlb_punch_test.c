@@ -564,20 +564,6 @@ static void event_add(struct event_list *l, uint64_t index, uint64_t pfn,
 	l->nr++;
 }
 
-static int write_file(const char *path, const char *str)
-{
-	ssize_t r;
-	int fd;
-
-	fd = open(path, O_WRONLY | O_TRUNC);
-	if (fd < 0)
-		return -errno;
-	r = write(fd, str, strlen(str));
-	r = r < 0 ? -errno : 0;
-	close(fd);
-	return r;
-}
-
 /* Append all kvm_gmem_invalidate events in the trace buffer to @l. */
 static void read_gmem_events(struct __test_metadata *_metadata,
 			     struct event_list *l)
@@ -810,7 +796,7 @@ FIXTURE_SETUP(gmem_punch)
 FIXTURE_TEARDOWN(gmem_punch)
 {
 	if (self->tracing)
-		write_file(GMEM_EVENT_DIR "/enable", "0");
+		write_str_to_file(GMEM_EVENT_DIR "/enable", "0");
 	if (self->vm)
 		kvm_vm_free(self->vm);
 }
@@ -1197,10 +1183,10 @@ TEST_F_TIMEOUT(gmem_punch, tracepoint_sequence, 120)
 	m.punched[1] = calloc(nr_sub, 1);
 	ASSERT_TRUE(m.punched[0] && m.punched[1]);
 
-	r = write_file(GMEM_EVENT_DIR "/enable", "1");
+	r = write_str_to_file(GMEM_EVENT_DIR "/enable", "1");
 	ASSERT_EQ(0, r) TH_LOG("Can't enable kvm_gmem_invalidate: %s", strerror(-r));
 	self->tracing = true;
-	r = write_file(TRACING_DIR "/trace", "");
+	r = write_str_to_file(TRACING_DIR "/trace", "");
 	ASSERT_EQ(0, r) TH_LOG("Can't clear the trace: %s", strerror(-r));
 
 	fd = vm_create_guest_memfd(self->vm, 2 * hpage, self->flags);
@@ -1221,7 +1207,7 @@ TEST_F_TIMEOUT(gmem_punch, tracepoint_sequence, 120)
 	assert_pool(&self->base, 0, 0, "closed");
 
 	read_gmem_events(_metadata, &seen);
-	write_file(GMEM_EVENT_DIR "/enable", "0");
+	write_str_to_file(GMEM_EVENT_DIR "/enable", "0");
 	self->tracing = false;
 
 	for (i = 0; i < m.expected.nr || i < seen.nr; i++) {
@@ -1571,17 +1557,17 @@ static void diagnose_stuck_threads(struct test_thread *t, int n)
 	}
 
 	nr[0] = read_kvm_stats(names[0], vals[0], 256);
-	write_file(TRACING_DIR "/trace", "");
+	write_str_to_file(TRACING_DIR "/trace", "");
 	for (i = 0; i < ARRAY_SIZE(events); i++) {
 		snprintf(path, sizeof(path), TRACING_DIR "/events/%s/enable",
 			 events[i]);
-		write_file(path, "1");
+		write_str_to_file(path, "1");
 	}
 	sleep(1);
 	for (i = 0; i < ARRAY_SIZE(events); i++) {
 		snprintf(path, sizeof(path), TRACING_DIR "/events/%s/enable",
 			 events[i]);
-		write_file(path, "0");
+		write_str_to_file(path, "0");
 	}
 	nr[1] = read_kvm_stats(names[1], vals[1], 256);
 	ksft_print_msg("KVM statistics that moved in 1 s:\n");
