@@ -36,6 +36,7 @@
 #include <linux/mutex.h>
 #include <linux/page_counter.h>
 #include <linux/pagemap.h>
+#include <linux/sched/mm.h>
 #include <linux/seq_file.h>
 #include <linux/slab.h>
 #include <linux/spinlock.h>
@@ -64,12 +65,22 @@ struct hugetlb_gmem {
 	struct xarray subpages;
 	atomic_long_t nr_partial;	/* folios with punched subpages */
 	atomic_long_t nr_punched;	/* punched subpages in those folios */
+	atomic_long_t nr_poisoned;	/* poisoned subpages in those folios */
 };
 
-/* Punched subpages of one folio: zeroed, reported, not guest memory. */
+/*
+ * Punched subpages of one folio: zeroed, reported, not guest memory.  The
+ * map is a separate allocation of exactly one bit per subpage (32 KiB for a
+ * 1 GiB folio) so that it is not rounded up to the next power of two.
+ */
 struct hugetlb_gmem_subpages {
 	unsigned long nr_punched;
-	unsigned long map[];
+	unsigned long *map;
+	/*
+	 * Subpages memory_failure() reported, or NULL: holes (also set in
+	 * @map) that are never zeroed, reported or refilled again.
+	 */
+	unsigned long *poisoned;
 };
 
 /**
@@ -323,37 +334,43 @@ struct hugetlb_gmem *hugetlb_gmem_create(unsigned int page_shift, loff_t size)
 	hg = kzalloc(sizeof(*hg), GFP_KERNEL_ACCOUNT);
 	if (!hg)
 		return ERR_PTR(-ENOMEM);
-	hg->released = kvcalloc(BITS_TO_LONGS(nr), sizeof(long),
-				GFP_KERNEL_ACCOUNT);
-	if (!hg->released) {
-		err = -ENOMEM;
-		goto err_free;
-	}
 	hg->h = h;
 	hg->nr_hpages = nr;
 	spin_lock_init(&hg->lock);
 	xa_init(&hg->subpages);
 
+	/*
+	 * Reserve before allocating anything proportional to @size: a size
+	 * the pool cannot cover fails here, cheaply, and once the reservation
+	 * holds, @nr is bounded by the pool.
+	 */
 	err = hugetlb_cgroup_charge_cgroup_rsvd(hstate_index(h),
 						nr * pages_per_huge_page(h),
 						&hg->h_cg_rsvd);
 	if (err)
-		goto err_bitmap;
+		goto err_free;
 
 	err = hugetlb_acct_memory(h, nr);
 	if (err)
 		goto err_uncharge;
 
+	hg->released = kvcalloc(BITS_TO_LONGS(nr), sizeof(long),
+				GFP_KERNEL_ACCOUNT);
+	if (!hg->released) {
+		err = -ENOMEM;
+		goto err_unreserve;
+	}
+
 	hg->nr_reserved = nr;
 	hg->nr_charged = nr;
 	return hg;
 
+err_unreserve:
+	hugetlb_acct_memory(h, -nr);
 err_uncharge:
 	hugetlb_cgroup_uncharge_cgroup_rsvd(hstate_index(h),
 					    nr * pages_per_huge_page(h),
 					    hg->h_cg_rsvd);
-err_bitmap:
-	kvfree(hg->released);
 err_free:
 	kfree(hg);
 	return ERR_PTR(err);
@@ -407,6 +424,7 @@ static struct folio *hugetlb_gmem_alloc_folio(struct hugetlb_gmem *hg,
 {
 	struct hstate *h = hg->h;
 	int idx = hstate_index(h);
+	unsigned int pin_flags;
 	struct hugetlb_cgroup *h_cg;
 	struct folio *folio;
 	bool released;
@@ -428,9 +446,16 @@ static struct folio *hugetlb_gmem_alloc_folio(struct hugetlb_gmem *hg,
 	if (err)
 		goto err_unreserve;
 
-	/* Unmovable: never let guest memory pin ZONE_MOVABLE. */
+	/*
+	 * guest_memfd pins its folios until they are punched: take one that
+	 * may be pinned for long, as pin_user_pages() would, never one of
+	 * ZONE_MOVABLE or CMA.  The gfp mask only chooses the nodes the pool
+	 * is searched on; PF_MEMALLOC_PIN filters the folios.
+	 */
+	pin_flags = memalloc_pin_save();
 	folio = alloc_hugetlb_folio_reserve(h, numa_node_id(), NULL,
 					    htlb_alloc_mask(h) & ~__GFP_MOVABLE);
+	memalloc_pin_restore(pin_flags);
 	if (!folio) {
 		err = -ENOMEM;
 		goto err_uncharge;
@@ -459,6 +484,8 @@ static struct folio *hugetlb_gmem_alloc_folio(struct hugetlb_gmem *hg,
 	}
 	/* Like hugetlbfs: a dirty folio is never dropped as clean cache. */
 	folio_mark_dirty(folio);
+	/* st_blocks counts allocated hugepages, as on hugetlbfs. */
+	inode_add_bytes(mapping->host, huge_page_size(h));
 	return folio;
 
 err_uncharge:
@@ -511,6 +538,47 @@ struct folio *hugetlb_gmem_get_folio(struct hugetlb_gmem *hg,
 }
 EXPORT_SYMBOL_GPL(hugetlb_gmem_get_folio);
 
+/*
+ * The punched-subpage map of hugepage @hindex, allocated if it has none.
+ * Punch-hole creates maps under the invalidate lock, memory failure under
+ * the folio lock only: whoever stores first wins.
+ */
+static struct hugetlb_gmem_subpages *
+hugetlb_gmem_get_subpages(struct hugetlb_gmem *hg, pgoff_t hindex)
+{
+	unsigned long nr = pages_per_huge_page(hg->h);
+	struct hugetlb_gmem_subpages *sp, *old;
+	int err = -ENOMEM;
+
+	sp = xa_load(&hg->subpages, hindex);
+	if (sp)
+		return sp;
+
+	sp = kzalloc(sizeof(*sp), GFP_KERNEL_ACCOUNT);
+	if (!sp)
+		return ERR_PTR(-ENOMEM);
+	sp->map = kvcalloc(BITS_TO_LONGS(nr), sizeof(long), GFP_KERNEL_ACCOUNT);
+	if (!sp->map)
+		goto err_free;
+	old = xa_cmpxchg(&hg->subpages, hindex, NULL, sp, GFP_KERNEL_ACCOUNT);
+	if (xa_is_err(old)) {
+		err = xa_err(old);
+		goto err_free_map;
+	}
+	if (old) {
+		kvfree(sp->map);
+		kfree(sp);
+		return old;
+	}
+	return sp;
+
+err_free_map:
+	kvfree(sp->map);
+err_free:
+	kfree(sp);
+	return ERR_PTR(err);
+}
+
 /**
  * hugetlb_gmem_punch_prepare - allocate what a punch needs before it starts
  * @hg: the file's hugetlb state
@@ -539,21 +607,12 @@ int hugetlb_gmem_punch_prepare(struct hugetlb_gmem *hg, pgoff_t start,
 
 	for (i = 0; i < n; i++) {
 		struct hugetlb_gmem_subpages *sp;
-		int err;
 
-		if (partial[i] >= hg->nr_hpages ||
-		    xa_load(&hg->subpages, partial[i]))
+		if (partial[i] >= hg->nr_hpages)
 			continue;
-		sp = kvzalloc(struct_size(sp, map, BITS_TO_LONGS(nr)),
-			      GFP_KERNEL_ACCOUNT);
-		if (!sp)
-			return -ENOMEM;
-		err = xa_err(xa_store(&hg->subpages, partial[i], sp,
-				      GFP_KERNEL_ACCOUNT));
-		if (err) {
-			kvfree(sp);
-			return err;
-		}
+		sp = hugetlb_gmem_get_subpages(hg, partial[i]);
+		if (IS_ERR(sp))
+			return PTR_ERR(sp);
 	}
 	return 0;
 }
@@ -609,7 +668,37 @@ static void hugetlb_gmem_free_subpages(struct hugetlb_gmem *hg, pgoff_t hindex)
 	if (!sp)
 		return;
 	hugetlb_gmem_account_punched(hg, sp, -(long)sp->nr_punched);
-	kvfree(sp);
+	if (sp->poisoned) {
+		atomic_long_sub(bitmap_weight(sp->poisoned,
+					      pages_per_huge_page(hg->h)),
+				&hg->nr_poisoned);
+		kvfree(sp->poisoned);
+	}
+	kvfree(sp->map);
+	kfree(sp);
+}
+
+/*
+ * A folio that memory_failure() poisoned but whose poisoned subpages are
+ * not tracked (not yet, or hugetlb_gmem_poison() failed): any subpage may
+ * be poisoned, so none may be written, reported or mapped.
+ */
+static bool hugetlb_gmem_poison_untracked(struct hugetlb_gmem_subpages *sp,
+					  struct folio *folio)
+{
+	return folio_test_hwpoison(folio) && (!sp || !sp->poisoned);
+}
+
+/*
+ * Whether punching [@start, @end) leaves no subpage of the folio in use:
+ * then the folio is freed whole, without zeroing what it is about to free.
+ */
+static bool hugetlb_gmem_punch_completes(struct hugetlb_gmem_subpages *sp,
+					 unsigned long start, unsigned long end,
+					 unsigned long nr)
+{
+	return find_first_zero_bit(sp->map, start) >= start &&
+	       find_next_zero_bit(sp->map, nr, end) >= nr;
 }
 
 /*
@@ -627,14 +716,19 @@ static bool hugetlb_gmem_punch_folio(struct hugetlb_gmem *hg,
 		.invalidate = invalidate,
 		.why = HUGETLB_GMEM_PUNCH,
 	};
+	hugetlb_gmem_block_fn fn = NULL;
 
 	/* hugetlb_gmem_punch_prepare() allocated it. */
 	if (WARN_ON_ONCE(!sp))
 		return false;
+	if (hugetlb_gmem_punch_completes(sp, start, end, folio_nr_pages(folio)))
+		return true;
+	/* Only mark what may be poisoned: it is never written or reported. */
+	if (!hugetlb_gmem_poison_untracked(sp, folio))
+		fn = hugetlb_gmem_punch_block;
 	hugetlb_gmem_account_punched(hg, sp,
 				     hugetlb_gmem_punch_subpages(sp->map, start, end,
-								 hugetlb_gmem_punch_block,
-								 &p));
+								 fn, &p));
 	return sp->nr_punched == folio_nr_pages(folio);
 }
 
@@ -654,12 +748,15 @@ static void hugetlb_gmem_remove_folio(struct hugetlb_gmem *hg,
 		.why = HUGETLB_GMEM_RELEASE,
 	};
 
-	hugetlb_gmem_walk_unpunched(sp ? sp->map : NULL, 0,
-				    folio_nr_pages(folio),
-				    hugetlb_gmem_report_block, &p);
+	/* Nothing that may be poisoned is reported to the architecture. */
+	if (!hugetlb_gmem_poison_untracked(sp, folio))
+		hugetlb_gmem_walk_unpunched(sp ? sp->map : NULL, 0,
+					    folio_nr_pages(folio),
+					    hugetlb_gmem_report_block, &p);
 	hugetlb_gmem_free_subpages(hg, hindex);
 	folio_clear_dirty(folio);
 	folio_clear_uptodate(folio);
+	inode_sub_bytes(folio->mapping->host, folio_size(folio));
 	filemap_remove_folio(folio);
 }
 
@@ -674,9 +771,10 @@ static void hugetlb_gmem_remove_folio(struct hugetlb_gmem *hg,
  *
  * Each hugepage the range covers whole leaves the page cache and goes back
  * to the pool with its reservation.  Of a hugepage covered in part, the
- * subpages not punched before are reported, zeroed and marked punched; the
- * folio goes back to the pool when its last subpage is punched.  The
- * mapping's ->free_folio() then reports the whole folio.
+ * subpages not punched before are reported, zeroed and marked punched; a
+ * punch that leaves no subpage of the folio in use frees it as a whole
+ * punch does, without zeroing it.  The mapping's ->free_folio() then
+ * reports the whole folio.
  *
  * The caller holds the invalidate lock for write, has called
  * hugetlb_gmem_punch_prepare() for the range under it, and has zapped all
@@ -689,7 +787,6 @@ void hugetlb_gmem_truncate(struct hugetlb_gmem *hg,
 {
 	unsigned int order = huge_page_order(hg->h);
 	unsigned long nr = 1UL << order;
-	unsigned long unreserve = 0, uncharge = 0;
 	pgoff_t hindex, hend;
 
 	lockdep_assert_held_write(&mapping->invalidate_lock);
@@ -703,15 +800,24 @@ void hugetlb_gmem_truncate(struct hugetlb_gmem *hg,
 		struct folio *folio;
 		bool whole;
 
+		/*
+		 * Each released index gives its reservation and cgroup charge
+		 * back before its fault mutex is dropped, so that a fault
+		 * that finds it released can take them again at once.
+		 */
 		mutex_lock(&hugetlb_fault_mutex_table[hash]);
 		folio = filemap_lock_folio(mapping, first);
 		if (IS_ERR(folio)) {
 			/* Nothing allocated: only a whole punch releases. */
 			if (s == 0 && e == nr) {
+				bool release;
+
 				spin_lock(&hg->lock);
-				if (!__test_and_set_bit(hindex, hg->released))
-					unreserve++;
+				release = !__test_and_set_bit(hindex,
+							      hg->released);
 				spin_unlock(&hg->lock);
+				if (release)
+					hugetlb_gmem_unreserve(hg, 1);
 			}
 			/* Only a folio has punched subpages: drop a spare. */
 			hugetlb_gmem_free_subpages(hg, hindex);
@@ -729,15 +835,14 @@ void hugetlb_gmem_truncate(struct hugetlb_gmem *hg,
 			__set_bit(hindex, hg->released);
 			hg->nr_charged--;
 			spin_unlock(&hg->lock);
-			uncharge++;
 		}
 		folio_unlock(folio);
 		folio_put(folio);
+		if (whole)
+			hugetlb_gmem_uncharge_rsvd(hg, 1);
 		mutex_unlock(&hugetlb_fault_mutex_table[hash]);
 		cond_resched();
 	}
-	hugetlb_gmem_uncharge_rsvd(hg, uncharge);
-	hugetlb_gmem_unreserve(hg, unreserve);
 }
 EXPORT_SYMBOL_GPL(hugetlb_gmem_truncate);
 
@@ -758,16 +863,23 @@ unsigned long hugetlb_gmem_refill(struct hugetlb_gmem *hg, struct folio *folio,
 {
 	pgoff_t hindex = folio->index >> huge_page_order(hg->h);
 	struct hugetlb_gmem_subpages *sp;
-	unsigned long n;
+	unsigned long n, s, e, run;
 
 	VM_WARN_ON_ONCE_FOLIO(!folio_test_locked(folio), folio);
 	sp = xa_load(&hg->subpages, hindex);
 	if (!sp || !sp->nr_punched)
 		return 0;
-	n = hugetlb_gmem_refill_subpages(sp->map,
-					 max(start, folio->index) - folio->index,
-					 min(end, folio_next_index(folio)) -
-					 folio->index);
+	s = max(start, folio->index) - folio->index;
+	e = min(end, folio_next_index(folio)) - folio->index;
+	if (!sp->poisoned) {
+		n = hugetlb_gmem_refill_subpages(sp->map, s, e);
+	} else {
+		/* A poisoned subpage stays a hole. */
+		for (n = 0; s < e; s = find_next_zero_bit(sp->poisoned, e, run)) {
+			run = find_next_bit(sp->poisoned, e, s);
+			n += hugetlb_gmem_refill_subpages(sp->map, s, run);
+		}
+	}
 	hugetlb_gmem_account_punched(hg, sp, -(long)n);
 	return n;
 }
@@ -798,13 +910,86 @@ int hugetlb_gmem_max_order(struct hugetlb_gmem *hg, struct folio *folio,
 EXPORT_SYMBOL_GPL(hugetlb_gmem_max_order);
 
 /**
+ * hugetlb_gmem_poison - make the poisoned subpages of a folio holes for good
+ * @hg: the file's hugetlb state
+ * @folio: a locked folio of the file that memory_failure() poisoned
+ *
+ * For the mapping's ->error_remove_folio(), under mf_mutex.  Each subpage
+ * memory_failure() recorded becomes a punched subpage that is never zeroed,
+ * reported or refilled: hugetlb_gmem_max_order() excludes it and
+ * hugetlb_gmem_poisoned() reports it.  The other subpages stay guest
+ * memory.  memory_failure() keeps a reference to the folio, so it never
+ * returns to the pool, even once all of it is punched.
+ *
+ * Return: 0, or -ENOMEM when the subpages cannot be tracked: then
+ * hugetlb_gmem_poisoned() reports the whole folio.
+ */
+int hugetlb_gmem_poison(struct hugetlb_gmem *hg, struct folio *folio)
+{
+	pgoff_t hindex = folio->index >> huge_page_order(hg->h);
+	unsigned long nr = folio_nr_pages(folio), before, i, n = 0;
+	struct hugetlb_gmem_subpages *sp;
+
+	VM_WARN_ON_ONCE_FOLIO(!folio_test_locked(folio), folio);
+	sp = hugetlb_gmem_get_subpages(hg, hindex);
+	if (IS_ERR(sp))
+		return PTR_ERR(sp);
+	if (!sp->poisoned) {
+		unsigned long *map = kvcalloc(BITS_TO_LONGS(nr), sizeof(long),
+					      GFP_KERNEL_ACCOUNT);
+
+		if (!map)
+			return -ENOMEM;
+		/* fdinfo counts these maps without the folio lock. */
+		WRITE_ONCE(sp->poisoned, map);
+	}
+	before = bitmap_weight(sp->poisoned, nr);
+	if (!hugetlb_folio_hwpoison_subpages(folio, sp->poisoned))
+		bitmap_fill(sp->poisoned, nr);
+	atomic_long_add(bitmap_weight(sp->poisoned, nr) - before,
+			&hg->nr_poisoned);
+
+	for_each_set_bit(i, sp->poisoned, nr)
+		n += !__test_and_set_bit(i, sp->map);
+	hugetlb_gmem_account_punched(hg, sp, n);
+	return 0;
+}
+EXPORT_SYMBOL_GPL(hugetlb_gmem_poison);
+
+/**
+ * hugetlb_gmem_poisoned - whether a subpage of a folio is poisoned
+ * @hg: the file's hugetlb state
+ * @folio: a locked folio of the file
+ * @index: a page index inside @folio
+ *
+ * Return: true if memory_failure() reported the subpage at @index, or if
+ * the folio is poisoned and its poisoned subpages are not known.
+ */
+bool hugetlb_gmem_poisoned(struct hugetlb_gmem *hg, struct folio *folio,
+			   pgoff_t index)
+{
+	pgoff_t hindex = folio->index >> huge_page_order(hg->h);
+	struct hugetlb_gmem_subpages *sp;
+
+	VM_WARN_ON_ONCE_FOLIO(!folio_test_locked(folio), folio);
+	sp = xa_load(&hg->subpages, hindex);
+	if (hugetlb_gmem_poison_untracked(sp, folio))
+		return true;
+	return sp && sp->poisoned &&
+	       test_bit(index - folio->index, sp->poisoned);
+}
+EXPORT_SYMBOL_GPL(hugetlb_gmem_poisoned);
+
+/**
  * hugetlb_gmem_show_fdinfo - hugetlb counters of a file, for fdinfo
  * @hg: the file's hugetlb state
  * @m: the fdinfo seq_file
  */
 void hugetlb_gmem_show_fdinfo(struct hugetlb_gmem *hg, struct seq_file *m)
 {
-	unsigned long reserved, charged, maps = 0, index;
+	unsigned long reserved, charged, maps = 0, pmaps = 0, index;
+	size_t map_bytes = kmalloc_size_roundup(BITS_TO_LONGS(pages_per_huge_page(hg->h)) *
+						sizeof(long));
 	struct hugetlb_gmem_subpages *sp;
 	size_t bytes;
 
@@ -812,12 +997,18 @@ void hugetlb_gmem_show_fdinfo(struct hugetlb_gmem *hg, struct seq_file *m)
 	reserved = hg->nr_reserved;
 	charged = hg->nr_charged;
 	spin_unlock(&hg->lock);
-	xa_for_each(&hg->subpages, index, sp)
+	xa_lock(&hg->subpages);
+	xa_for_each(&hg->subpages, index, sp) {
 		maps++;
-	/* What this file allocated besides its xarray nodes. */
-	bytes = sizeof(*hg) + BITS_TO_LONGS(hg->nr_hpages) * sizeof(long) +
-		maps * struct_size(sp, map,
-				   BITS_TO_LONGS(pages_per_huge_page(hg->h)));
+		pmaps += !!READ_ONCE(sp->poisoned);
+	}
+	xa_unlock(&hg->subpages);
+	/* What this file really allocated, besides its xarray nodes. */
+	bytes = kmalloc_size_roundup(sizeof(*hg)) +
+		kmalloc_size_roundup(BITS_TO_LONGS(hg->nr_hpages) *
+				     sizeof(long)) +
+		maps * (kmalloc_size_roundup(sizeof(*sp)) + map_bytes) +
+		pmaps * map_bytes;
 	seq_printf(m, "hugetlb_page_size:\t%lu\n", huge_page_size(hg->h));
 	seq_printf(m, "hugetlb_pages:\t%lu\n", hg->nr_hpages);
 	seq_printf(m, "hugetlb_reserved:\t%lu\n", reserved);
@@ -826,6 +1017,8 @@ void hugetlb_gmem_show_fdinfo(struct hugetlb_gmem *hg, struct seq_file *m)
 		   atomic_long_read(&hg->nr_partial));
 	seq_printf(m, "hugetlb_punched_subpages:\t%ld\n",
 		   atomic_long_read(&hg->nr_punched));
+	seq_printf(m, "hugetlb_poisoned_subpages:\t%ld\n",
+		   atomic_long_read(&hg->nr_poisoned));
 	seq_printf(m, "hugetlb_subpage_maps:\t%lu\n", maps);
 	seq_printf(m, "hugetlb_metadata_bytes:\t%zu\n", bytes);
 }

@@ -73,6 +73,9 @@ unsigned long hugetlb_gmem_refill(struct hugetlb_gmem *hg, struct folio *folio,
 				  pgoff_t start, pgoff_t end);
 int hugetlb_gmem_max_order(struct hugetlb_gmem *hg, struct folio *folio,
 			   pgoff_t index);
+int hugetlb_gmem_poison(struct hugetlb_gmem *hg, struct folio *folio);
+bool hugetlb_gmem_poisoned(struct hugetlb_gmem *hg, struct folio *folio,
+			   pgoff_t index);
 void hugetlb_gmem_show_fdinfo(struct hugetlb_gmem *hg, struct seq_file *m);
 #else
 static inline unsigned long hugetlb_gmem_supported_shifts(void)
@@ -128,6 +131,18 @@ static inline int hugetlb_gmem_max_order(struct hugetlb_gmem *hg,
 					 struct folio *folio, pgoff_t index)
 {
 	return 0;
+}
+
+static inline int hugetlb_gmem_poison(struct hugetlb_gmem *hg,
+				      struct folio *folio)
+{
+	return 0;
+}
+
+static inline bool hugetlb_gmem_poisoned(struct hugetlb_gmem *hg,
+					 struct folio *folio, pgoff_t index)
+{
+	return true;
 }
 
 static inline void hugetlb_gmem_show_fdinfo(struct hugetlb_gmem *hg,

@@ -183,12 +183,14 @@ static const struct {
 	{ "hugetlb_metadata_bytes:",	offsetof(struct gmem_fdinfo, metadata_bytes) },
 };
 
-/* Bytes of the punched-subpage map of one folio of @page_size. */
+/*
+ * Bytes allocated for the punched-subpage map of one folio of @page_size:
+ * a two-word header and exactly one bit per subpage (a power of two for
+ * 2M and 1G pages, so kmalloc() and the page allocator do not round it).
+ */
 static uint64_t subpage_map_bytes(size_t page_size)
 {
-	uint64_t bits = page_size / SZ_4K;
-
-	return sizeof(unsigned long) + (bits + 63) / 64 * sizeof(unsigned long);
+	return 2 * sizeof(unsigned long) + page_size / SZ_4K / 8;
 }
 
 /*
@@ -286,7 +288,7 @@ __assert_fdinfo(struct __test_metadata *_metadata, int fd, size_t page_size,
 		       fi.allocated, fi.partial_folios, fi.punched_subpages,
 		       page_size, pages, reserved, allocated, partial, punched);
 	/*
-	 * A subpage map (a word of count and a bit per subpage) exists for
+	 * A subpage map (a two-word header and a bit per subpage) exists for
 	 * each partly punched folio, and may stay after a refill until its
 	 * folio is freed.  The rest of the metadata is a small struct and a
 	 * bit per hugepage.
@@ -489,21 +491,39 @@ static void guest_touch_code(uint64_t gpa, uint64_t size, uint64_t stride,
 }
 
 /* Write and read random words of [gpa, gpa + size), forever. */
+/*
+ * Every word only ever holds its own pattern or zero (never written, or
+ * punched by the VMM since): the guest checks each word it reads back and
+ * one more it picks at random, and counts what it saw.
+ */
 static void guest_stress_code(uint64_t gpa, uint64_t size, uint64_t seed)
 {
 	struct guest_random_state rng = new_guest_random_state(seed);
-	uint64_t i, off, *p;
+	const uint64_t words = size / sizeof(uint64_t);
+	uint64_t i, off, val, *p, own = 0, zero = 0;
 
 	GUEST_SYNC(STAGE_READY);
 
 	for (;;) {
 		for (i = 0; i < 64; i++) {
-			off = guest_random_u64(&rng) % (size / sizeof(uint64_t));
+			off = guest_random_u64(&rng) % words;
 			p = (uint64_t *)(gpa + off * sizeof(uint64_t));
 			WRITE_ONCE(*p, GUEST_PATTERN(off));
-			(void)READ_ONCE(*p);
+			val = READ_ONCE(*p);
+			GUEST_ASSERT(val == GUEST_PATTERN(off) || !val);
+
+			off = guest_random_u64(&rng) % words;
+			p = (uint64_t *)(gpa + off * sizeof(uint64_t));
+			val = READ_ONCE(*p);
+			__GUEST_ASSERT(val == GUEST_PATTERN(off) || !val,
+				       "word 0x%lx holds 0x%lx, neither its pattern nor zero",
+				       off, val);
+			if (val)
+				own++;
+			else
+				zero++;
 		}
-		GUEST_SYNC(STAGE_STRESS);
+		GUEST_SYNC_ARGS(STAGE_STRESS, own, zero, 0, 0);
 	}
 }
 
@@ -664,16 +684,18 @@ static void model_punch(struct gmem_model *m, uint64_t start, uint64_t end)
 		e = end - h * m->nr_sub < m->nr_sub ? end - h * m->nr_sub : m->nr_sub;
 		if (!m->allocated[h])
 			continue;
-		if (!s && e == m->nr_sub) {
+		/*
+		 * A punch that leaves no subpage in use frees the folio as a
+		 * whole punch does: what it covers is released, not zeroed.
+		 */
+		for (i = 0, left = 0; i < m->nr_sub; i++)
+			left += !m->punched[h][i] && (i < s || i >= e);
+		if (!left) {
 			model_free(m, h);
 			continue;
 		}
 		model_runs(m, h, s, e, 0, "punch");
 		memset(m->punched[h] + s, 1, e - s);
-		for (i = 0, left = 0; i < m->nr_sub; i++)
-			left += !m->punched[h][i];
-		if (!left)
-			model_free(m, h);
 	}
 }
 
@@ -790,7 +812,9 @@ FIXTURE_SETUP(gmem_punch)
 	self->flags = guest_memfd_hugetlb_flags(variant->page_size);
 	ASSERT_TRUE(hugetlb_get_pool_stats(variant->page_size, &self->base))
 		TH_LOG("No %zukB HugeTLB pool", variant->page_size >> 10);
-	self->vm = vm_create_barebones();
+	if (!sw_protected_vm_supported())
+		SKIP(return, "KVM_X86_SW_PROTECTED_VM not supported");
+	self->vm = vm_create_barebones_type(KVM_X86_SW_PROTECTED_VM);
 }
 
 FIXTURE_TEARDOWN(gmem_punch)
@@ -824,6 +848,7 @@ TEST_F_TIMEOUT(gmem_punch, punch_each_subpage_in_order, 900)
 	struct hugetlb_pool_stats check;
 	struct pool_reader pr;
 	uint64_t off, step, punched = 0, calls = 0, free, resv;
+	uint64_t memmap = memmap_pages();
 	double start, elapsed;
 	bool last;
 	int fd;
@@ -888,6 +913,11 @@ TEST_F_TIMEOUT(gmem_punch, punch_each_subpage_in_order, 900)
 
 	close(fd);
 	assert_pool(&self->base, 0, 0, "closed");
+
+	/* The storm never split the folio or restored its vmemmap (HVO). */
+	ASSERT_EQ(memmap, memmap_pages())
+		TH_LOG("nr_memmap_pages went from %lu to %lu across the punch storm",
+		       memmap, memmap_pages());
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1162,6 +1192,13 @@ TEST_F_TIMEOUT(gmem_punch, tracepoint_sequence, 120)
 		{ false, 0, SZ_4K },
 		/* Across the two hugepages. */
 		{ true, hpage - 2 * SZ_4K, 4 * SZ_4K },
+		/*
+		 * [0, 4K), then the rest: the second punch frees the folio
+		 * without zeroing it (release blocks, no punch blocks).
+		 */
+		{ false, 0, hpage },
+		{ true, 0, SZ_4K },
+		{ true, SZ_4K, hpage - SZ_4K },
 	};
 	struct event_list seen = {};
 	struct gmem_model m = {};
@@ -1644,6 +1681,8 @@ struct stress {
 	pthread_barrier_t barrier;
 	/* Counts, one writer each. */
 	uint64_t punches, whole_punches, refills, conversions, syncs;
+	/* Random words the guest read back: its pattern, or zero. */
+	uint64_t guest_own, guest_zero;
 	uint64_t memory_faults;
 };
 
@@ -1764,6 +1803,8 @@ static void *stress_vcpu_fn(void *arg)
 			TEST_ASSERT(uc.args[1] == STAGE_STRESS,
 				    "Guest synced at stage %lu", uc.args[1]);
 			st->syncs++;
+			st->guest_own = uc.args[2];
+			st->guest_zero = uc.args[3];
 			break;
 		case UCALL_ABORT:
 			REPORT_GUEST_ASSERT(uc);
@@ -1808,7 +1849,7 @@ static void stress_run(struct __test_metadata *_metadata,
 	struct private_guest pg;
 	struct gmem_fdinfo fi;
 	struct stress st = {};
-	uint64_t checks = 0;
+	uint64_t checks = 0, memmap = memmap_pages();
 	double end;
 	int i, r;
 
@@ -1867,6 +1908,11 @@ static void stress_run(struct __test_metadata *_metadata,
 		       st.memory_faults, checks);
 	ASSERT_TRUE(st.punches && st.refills && st.conversions && st.syncs)
 		TH_LOG("A thread made no progress");
+	ksft_print_msg("the guest checked %lu random words: %lu held its pattern, %lu were zero\n",
+		       st.guest_own + st.guest_zero, st.guest_own, st.guest_zero);
+	ASSERT_TRUE(st.guest_own && st.guest_zero)
+		TH_LOG("The guest's data checks saw %lu patterns and %lu zeroes",
+		       st.guest_own, st.guest_zero);
 
 	if (!base) {
 		private_guest_destroy(&pg);
@@ -1891,6 +1937,11 @@ static void stress_run(struct __test_metadata *_metadata,
 	close(pg.fd);
 	__assert_pool(_metadata, hpage, base, 0, 0, __LINE__,
 		      "freed the VM and closed the file");
+
+	/* Punches, refills and conversions never undid HVO. */
+	ASSERT_EQ(memmap, memmap_pages())
+		TH_LOG("nr_memmap_pages went from %lu to %lu across the stress",
+		       memmap, memmap_pages());
 }
 
 TEST_F_TIMEOUT(gmem_punch, stress_punch_fault_convert, 300)
@@ -1946,15 +1997,68 @@ struct spin {
 	struct kvm_vcpu *vcpu;
 	bool stop;
 	uint64_t syncs;
+	uint64_t memory_faults;
 };
+
+/*
+ * A vCPU's page faults that KVM retried: taken, but neither fixed,
+ * emulated nor spurious.  A fault is retried when an invalidation of the
+ * guest's memory (a punch, a conversion) overlapped it.
+ */
+struct vcpu_pf_stats {
+	int fd;
+	struct kvm_stats_header header;
+	struct kvm_stats_desc *desc[4];
+};
+
+static void vcpu_pf_stats_open(struct kvm_vcpu *vcpu, struct vcpu_pf_stats *ps)
+{
+	static const char * const names[] = {
+		"pf_taken", "pf_fixed", "pf_emulate", "pf_spurious",
+	};
+	struct kvm_stats_desc *all, *d;
+	int i, j;
+
+	ps->fd = vcpu_get_stats_fd(vcpu);
+	read_stats_header(ps->fd, &ps->header);
+	all = read_stats_descriptors(ps->fd, &ps->header);
+	for (j = 0; j < ARRAY_SIZE(names); j++) {
+		ps->desc[j] = NULL;
+		for (i = 0; i < ps->header.num_desc; i++) {
+			d = get_stats_descriptor(all, i, &ps->header);
+			if (!strcmp(d->name, names[j]))
+				ps->desc[j] = d;
+		}
+		TEST_ASSERT(ps->desc[j], "No vCPU stat %s", names[j]);
+	}
+}
+
+static uint64_t vcpu_pf_retried(struct vcpu_pf_stats *ps)
+{
+	uint64_t v[4];
+	int j;
+
+	for (j = 0; j < 4; j++)
+		read_stat_data(ps->fd, &ps->header, ps->desc[j], &v[j], 1);
+	return v[0] - v[1] - v[2] - v[3];
+}
 
 static void *spin_vcpu_fn(void *arg)
 {
 	struct spin *sp = arg;
+	struct kvm_run *run = sp->vcpu->run;
 	struct ucall uc;
+	int r;
 
 	while (!READ_ONCE(sp->stop)) {
-		vcpu_run(sp->vcpu);
+		r = _vcpu_run(sp->vcpu);
+		/* A conversion between KVM's two attribute checks: run again. */
+		if (r && errno == EFAULT &&
+		    run->exit_reason == KVM_EXIT_MEMORY_FAULT) {
+			sp->memory_faults++;
+			continue;
+		}
+		TEST_ASSERT(!r, KVM_IOCTL_ERROR(KVM_RUN, r));
 		TEST_ASSERT_KVM_EXIT_REASON(sp->vcpu, KVM_EXIT_IO);
 		switch (get_ucall(sp->vcpu, &uc)) {
 		case UCALL_SYNC:
@@ -1971,15 +2075,14 @@ static void *spin_vcpu_fn(void *arg)
 }
 
 /*
- * Once PUNCH_HOLE of a subpage has returned, KVM must not map the hugepage
- * whole: its max_order has a hole now.  A vCPU keeps faulting on other
- * subpages of the hugepage while the host punches and refills one subpage
- * the guest never touches; right after each punch, the hugepage must not be
- * mapped at its full size.  A fault that computed max_order before the
- * subpage was marked punched, and installs its mapping after the punch
- * zapped the range, breaks this (and leaves a zeroed, reported subpage
- * mapped into the guest).  Catching the race takes luck: a pass proves
- * nothing, a failure is a bug.
+ * A vCPU keeps faulting the hugepage in while the VMM punches one subpage
+ * of it and refills it, again and again.  Before each punch a shared and
+ * back conversion of the whole hugepage zaps it, so that the guest faults
+ * it back in at full size just as the punch starts.  A fault that computed
+ * its max_order before the punch marked the subpage must not install a
+ * huge mapping over it: the hugepage must never be mapped whole after the
+ * punch returns.  KVM retrying the guest's faults during the punches shows
+ * that faults did overlap them, i.e. that the race window was hit.
  */
 TEST_F_TIMEOUT(gmem_punch, fault_vs_punch_race, 120)
 {
@@ -1989,7 +2092,8 @@ TEST_F_TIMEOUT(gmem_punch, fault_vs_punch_race, 120)
 	struct private_guest pg;
 	struct gmem_fdinfo fi;
 	struct spin sp = {};
-	uint64_t i, stale = 0, first = 0, before = 0;
+	struct vcpu_pf_stats ps;
+	uint64_t i, stale = 0, first = 0, before = 0, retried = 0, r0;
 	pthread_t thread;
 	double end;
 	int r;
@@ -2006,15 +2110,20 @@ TEST_F_TIMEOUT(gmem_punch, fault_vs_punch_race, 120)
 	do_allocate(pg.fd, 0, hpage);
 
 	sp.vcpu = pg.vcpu;
+	vcpu_pf_stats_open(pg.vcpu, &ps);
 	r = pthread_create(&thread, NULL, spin_vcpu_fn, &sp);
 	ASSERT_EQ(0, r) TH_LOG("pthread_create() failed: %s", strerror(r));
 
 	end = now_seconds() + variant->stress_seconds;
 	for (i = 0; now_seconds() < end; i++) {
+		vm_mem_set_shared(pg.vm, TEST_GPA, hpage);
+		vm_mem_set_private(pg.vm, TEST_GPA, hpage);
 		vm_get_mapping_level_stats(pg.vm, &stats);
 		before += !!level_pages(&stats, hpage);
 
+		r0 = vcpu_pf_retried(&ps);
 		do_punch(pg.fd, hole, SZ_4K);
+		retried += vcpu_pf_retried(&ps) - r0;
 		vm_get_mapping_level_stats(pg.vm, &stats);
 		if (level_pages(&stats, hpage) && !stale++)
 			first = i;
@@ -2024,9 +2133,15 @@ TEST_F_TIMEOUT(gmem_punch, fault_vs_punch_race, 120)
 	WRITE_ONCE(sp.stop, true);
 	pthread_join(thread, NULL);
 
-	ksft_print_msg("%zukB: %lu punch/refill iterations, %lu guest syncs, mapped at %zukB before %lu punches, after %lu\n",
-		       hpage >> 10, i, sp.syncs, hpage >> 10, before, stale);
+	close(ps.fd);
+
+	ksft_print_msg("%zukB: %lu punch/refill iterations, %lu guest syncs, mapped at %zukB before %lu punches, after %lu; %lu guest faults retried during punches\n",
+		       hpage >> 10, i, sp.syncs, hpage >> 10, before, stale,
+		       retried);
 	ASSERT_LT(0, sp.syncs) TH_LOG("The guest made no progress");
+	ASSERT_LT(0, retried)
+		TH_LOG("No guest fault overlapped a punch in %lu iterations: the race window was never hit",
+		       i);
 
 	/* Quiescent: the hole is refilled, nothing is punched. */
 	read_fdinfo(_metadata, pg.fd, &fi);

@@ -278,9 +278,13 @@ FIXTURE_SETUP(gmem_hugetlb)
 		     "KVM doesn't support %zukB HugeTLB guest_memfd (KVM_CAP_GUEST_MEMFD_HUGETLB = 0x%lx)",
 		     variant->page_size >> 10, sizes);
 
+	if (!sw_protected_vm_supported())
+		SKIP(return, "KVM_X86_SW_PROTECTED_VM not supported");
+
 	self->flags = guest_memfd_hugetlb_flags(variant->page_size);
 	read_pool(_metadata, variant->page_size, &self->base);
-	self->vm = vm_create_barebones();
+	/* The VM type that may use HugeTLB guest_memfd. */
+	self->vm = vm_create_barebones_type(KVM_X86_SW_PROTECTED_VM);
 }
 
 FIXTURE_TEARDOWN(gmem_hugetlb)
@@ -296,17 +300,31 @@ TEST_F(gmem_hugetlb, capability)
 	uint64_t vm_sizes = vm_check_cap(self->vm, KVM_CAP_GUEST_MEMFD_HUGETLB);
 	struct hugetlb_pool_stats stats;
 
-	/* On a VM, the capability follows KVM_CAP_GUEST_MEMFD. */
-	ASSERT_EQ(vm_check_cap(self->vm, KVM_CAP_GUEST_MEMFD) ? sizes : 0, vm_sizes)
-		TH_LOG("KVM_CAP_GUEST_MEMFD_HUGETLB is 0x%lx on /dev/kvm but 0x%lx on a VM with KVM_CAP_GUEST_MEMFD = %d",
-		       sizes, vm_sizes, vm_check_cap(self->vm, KVM_CAP_GUEST_MEMFD));
-	if (sw_protected_vm_supported()) {
-		struct kvm_vm *pvm = vm_create_barebones_type(KVM_X86_SW_PROTECTED_VM);
+	struct kvm_vm *dvm;
+	int fd;
 
-		ASSERT_EQ(sizes, vm_check_cap(pvm, KVM_CAP_GUEST_MEMFD_HUGETLB))
-			TH_LOG("KVM_CAP_GUEST_MEMFD_HUGETLB differs on a KVM_X86_SW_PROTECTED_VM");
-		kvm_vm_free(pvm);
-	}
+	ASSERT_EQ(sizes, vm_sizes)
+		TH_LOG("KVM_CAP_GUEST_MEMFD_HUGETLB is 0x%lx on /dev/kvm but 0x%lx on a KVM_X86_SW_PROTECTED_VM",
+		       sizes, vm_sizes);
+
+	/*
+	 * A VM type whose prepare and launch paths cannot handle hugepages
+	 * (here the default type; SEV-SNP until per-block preparation)
+	 * reports no size and refuses the flag, leaving the pool alone.
+	 */
+	dvm = vm_create_barebones();
+	ASSERT_EQ(0, vm_check_cap(dvm, KVM_CAP_GUEST_MEMFD_HUGETLB))
+		TH_LOG("KVM_CAP_GUEST_MEMFD_HUGETLB must be 0 on KVM_X86_DEFAULT_VM");
+	fd = __vm_create_guest_memfd(dvm, variant->page_size, self->flags);
+	ASSERT_EQ(-1, fd);
+	ASSERT_EQ(EINVAL, errno);
+	kvm_vm_free(dvm);
+	assert_pool(&self->base, 0, 0, "refused on a default VM");
+
+	/* 239 is upstream's KVM_CAP_ARM_WRITABLE_IMP_ID_REGS, not ours. */
+	ASSERT_NE(239, KVM_CAP_GUEST_MEMFD_HUGETLB);
+	ASSERT_EQ(0, kvm_check_cap(239))
+		TH_LOG("capability 239 answers on x86: it is still ours");
 	ASSERT_EQ(0, sizes & ~known)
 		TH_LOG("KVM_CAP_GUEST_MEMFD_HUGETLB = 0x%lx has unexpected page shifts",
 		       sizes);
@@ -418,6 +436,143 @@ TEST_F(gmem_hugetlb, pool_exhausted_enomem)
 
 	close(fd);
 	assert_pool(&self->base, 0, 0, "closed the file reserving the whole pool");
+}
+
+/*
+ * Sizes no pool can cover fail with ENOMEM before anything proportional to
+ * the size is allocated (a 2^62 byte file of 2M pages once asked kvmalloc()
+ * for a 256 GiB bitmap and WARNed), and leave the pools alone.
+ */
+TEST_F(gmem_hugetlb, absurd_sizes_enomem)
+{
+	const uint64_t hpage = variant->page_size;
+	const uint64_t sizes[] = {
+		1ULL << 62, 1ULL << 50, 1ULL << 40,
+		(uint64_t)LLONG_MAX & ~(hpage - 1),
+	};
+	struct pools before;
+	int i, fd, err;
+
+	if (self->base.nr_overcommit)
+		SKIP(return, "nr_overcommit_hugepages = %lu, the pool can grow",
+		     self->base.nr_overcommit);
+
+	for (i = 0; i < ARRAY_SIZE(sizes); i++) {
+		read_pools(&before);
+		fd = __vm_create_guest_memfd(self->vm, sizes[i], self->flags);
+		err = errno;
+		ASSERT_EQ(-1, fd)
+			TH_LOG("A 0x%lx byte file was created", sizes[i]);
+		ASSERT_EQ(ENOMEM, err)
+			TH_LOG("A 0x%lx byte file failed with %s, expected ENOMEM",
+			       sizes[i], strerror(err));
+		assert_pools_unchanged(&before, "absurd size");
+	}
+}
+
+struct stat_racer {
+	int fd;
+	bool stop;
+	size_t blksize;
+	uint64_t stats, wrong;
+};
+
+static void *stat_racer_fn(void *arg)
+{
+	struct stat_racer *r = arg;
+	char path[64];
+	struct stat st;
+
+	while (!READ_ONCE(r->stop)) {
+		snprintf(path, sizeof(path), "/proc/self/fd/%d", READ_ONCE(r->fd));
+		if (stat(path, &st))
+			continue;
+		r->stats++;
+		if (S_ISREG(st.st_mode) && st.st_blksize != r->blksize)
+			r->wrong++;
+	}
+	return NULL;
+}
+
+/*
+ * stat() of /proc/PID/fd/N races with close(): the path keeps the inode
+ * alive after the file's release freed the hugetlb state, so stat() must
+ * not read that state (it read it twice, a use-after-free under KASAN).
+ * st_blksize is the hugepage size throughout.
+ */
+TEST_F_TIMEOUT(gmem_hugetlb, stat_races_close, 120)
+{
+	const uint64_t hpage = variant->page_size;
+	struct stat_racer r = { .fd = -1, .blksize = hpage };
+	pthread_t thread;
+	int i, fd;
+
+	if (!hugepages_available(1))
+		return;
+
+	ASSERT_EQ(0, pthread_create(&thread, NULL, stat_racer_fn, &r));
+	for (i = 0; i < 2000; i++) {
+		fd = vm_create_guest_memfd(self->vm, hpage, self->flags);
+		WRITE_ONCE(r.fd, fd);
+		close(fd);
+	}
+	WRITE_ONCE(r.stop, true);
+	pthread_join(thread, NULL);
+
+	ksft_print_msg("%lu stat() calls succeeded during 2000 create/close cycles\n",
+		       r.stats);
+	ASSERT_NE(0, r.stats);
+	ASSERT_EQ(0, r.wrong)
+		TH_LOG("%lu of %lu stat() calls saw st_blksize != %lu",
+		       r.wrong, r.stats, hpage);
+	assert_pool(&self->base, 0, 0, "created and closed 2000 files");
+}
+
+static uint64_t st_blocks(struct __test_metadata *_metadata, int fd)
+{
+	struct stat st;
+
+	ASSERT_EQ(0, fstat(fd, &st));
+	return st.st_blocks;
+}
+
+/*
+ * st_blocks (512-byte units) counts the allocated hugepages, as on
+ * hugetlbfs: a partly punched hugepage is still allocated.
+ */
+TEST_F_TIMEOUT(gmem_hugetlb, st_blocks_follow_allocation, 120)
+{
+	const uint64_t hpage = variant->page_size;
+	const uint64_t blocks = hpage / 512;
+	int fd;
+
+	if (!hugepages_available(2))
+		return;
+
+	fd = vm_create_guest_memfd(self->vm, 2 * hpage, self->flags);
+	ASSERT_EQ(0, st_blocks(_metadata, fd));
+
+	do_fallocate(fd, false, 0, 2 * hpage);
+	ASSERT_EQ(2 * blocks, st_blocks(_metadata, fd));
+
+	/* A partial punch keeps the hugepage. */
+	do_fallocate(fd, true, SZ_4K, SZ_64K);
+	ASSERT_EQ(2 * blocks, st_blocks(_metadata, fd));
+
+	/* A whole punch frees it; punching the rest of a partial one too. */
+	do_fallocate(fd, true, hpage, hpage);
+	ASSERT_EQ(blocks, st_blocks(_metadata, fd));
+	do_fallocate(fd, true, 0, SZ_4K);
+	do_fallocate(fd, true, SZ_64K + SZ_4K, hpage - SZ_64K - SZ_4K);
+	ASSERT_EQ(0, st_blocks(_metadata, fd));
+	assert_pool(&self->base, 0, 0, "punched everything");
+
+	/* Refill: a fault-in of 4 KiB allocates the whole hugepage. */
+	do_fallocate(fd, false, hpage + SZ_4K, SZ_4K);
+	ASSERT_EQ(blocks, st_blocks(_metadata, fd));
+
+	close(fd);
+	assert_pool(&self->base, 0, 0, "closed");
 }
 
 TEST_F(gmem_hugetlb, default_page_size)
@@ -1043,6 +1198,22 @@ static uint64_t cg_rsvd_current(struct __test_metadata *_metadata,
 	return val;
 }
 
+static uint64_t cg_read_u64(struct __test_metadata *_metadata,
+			    const char *cgroup, const char *file)
+{
+	char path[PATH_MAX];
+	uint64_t val = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/%s", cgroup, file);
+	f = fopen(path, "r");
+	ASSERT_NE(NULL, f) TH_LOG("Failed to open %s: %s", path, strerror(errno));
+	ASSERT_EQ(1, fscanf(f, "%lu", &val)) TH_LOG("Failed to parse %s", path);
+	fclose(f);
+
+	return val;
+}
+
 FIXTURE_SETUP(gmem_hugetlb_cgroup)
 {
 	uint64_t sizes = 0;
@@ -1071,6 +1242,8 @@ FIXTURE_TEARDOWN_PARENT(gmem_hugetlb_cgroup)
 {
 	int i, r;
 
+	/* Close the fail-nth window even if the test died in it. */
+	write_str_to_file("/dev/kmsg", "fault-injection: end\n");
 	if (!self->created)
 		return;
 
@@ -1133,7 +1306,7 @@ TEST_F_TIMEOUT(gmem_hugetlb_cgroup, rsvd_charged_on_create_uncharged_on_close, 1
 	if (!cg_enter_child())
 		return;
 
-	vm = vm_create_barebones();
+	vm = vm_create_barebones_type(KVM_X86_SW_PROTECTED_VM);
 	rsvd0 = cg_rsvd_current(_metadata, self->cgroup, variant->name);
 
 	fd = vm_create_guest_memfd(vm, 2 * hpage, self->flags);
@@ -1157,6 +1330,282 @@ TEST_F_TIMEOUT(gmem_hugetlb_cgroup, rsvd_charged_on_create_uncharged_on_close, 1
 	kvm_vm_free(vm);
 }
 
+/* Assert the cgroup's hugetlb.<size>.rsvd.current and .current. */
+static void __assert_cg(struct __test_metadata *_metadata, const char *cgroup,
+			const char *name, uint64_t rsvd, uint64_t usage,
+			int line, const char *step)
+{
+	uint64_t r = cg_rsvd_current(_metadata, cgroup, name);
+	char file[64];
+	uint64_t u;
+
+	snprintf(file, sizeof(file), "hugetlb.%s.current", name);
+	u = cg_read_u64(_metadata, cgroup, file);
+	ASSERT_TRUE(r == rsvd && u == usage)
+		TH_LOG("line %d, %s: hugetlb.%s.rsvd.current %lu (expected %lu), hugetlb.%s.current %lu (expected %lu)",
+		       line, step, name, r, rsvd, name, u, usage);
+}
+
+#define assert_cg(rsvd, usage, step)					\
+	__assert_cg(_metadata, self->cgroup, variant->name, rsvd, usage,	\
+		    __LINE__, step)
+
+/*
+ * The reservation charge follows the hugepages the file holds a
+ * reservation or a folio for, the usage charge the allocated folios:
+ * through partial and whole punches, refaults, and under a
+ * hugetlb.<size>.rsvd.max that leaves no room to spare.
+ */
+TEST_F_TIMEOUT(gmem_hugetlb_cgroup, charges_follow_punch_and_refault, 120)
+{
+	const uint64_t hpage = variant->page_size;
+	char max[32], rsvd_max[64];
+	struct kvm_vm *vm;
+	int fd, fd2, err;
+
+	if (!hugepages_available(3))
+		return;
+	if (!cg_enter_child())
+		return;
+
+	vm = vm_create_barebones_type(KVM_X86_SW_PROTECTED_VM);
+	assert_cg(0, 0, "new cgroup");
+
+	fd = vm_create_guest_memfd(vm, 2 * hpage, self->flags);
+	assert_cg(2 * hpage, 0, "created a 2 page file");
+	do_fallocate(fd, false, 0, 2 * hpage);
+	assert_cg(2 * hpage, 2 * hpage, "allocated both pages");
+
+	/* A partial punch keeps the folio and both charges. */
+	do_fallocate(fd, true, SZ_4K, SZ_64K);
+	assert_cg(2 * hpage, 2 * hpage, "punched 64K of page 0");
+
+	/* Whole punches give back both charges, page by page. */
+	do_fallocate(fd, true, hpage, hpage);
+	assert_cg(hpage, hpage, "punched page 1");
+	do_fallocate(fd, true, 0, SZ_4K);
+	do_fallocate(fd, true, SZ_64K + SZ_4K, hpage - SZ_64K - SZ_4K);
+	assert_cg(0, 0, "punched the rest of page 0");
+
+	/* A refault charges again. */
+	do_fallocate(fd, false, hpage, SZ_4K);
+	assert_cg(hpage, hpage, "refaulted page 1");
+
+	/*
+	 * No room to spare: rsvd.max is what the file holds now.  A refault
+	 * of a punched page must find the room its punch released.
+	 */
+	snprintf(rsvd_max, sizeof(rsvd_max), "hugetlb.%s.rsvd.max", variant->name);
+	snprintf(max, sizeof(max), "%lu", hpage);
+	ASSERT_EQ(0, cg_write(self->cgroup, rsvd_max, max));
+	do_fallocate(fd, true, hpage, hpage);
+	assert_cg(0, 0, "punched page 1 under rsvd.max");
+	do_fallocate(fd, false, 0, SZ_4K);
+	assert_cg(hpage, hpage, "refaulted page 0 under rsvd.max");
+	do_fallocate_fail(fd, false, hpage, SZ_4K, ENOMEM);
+	assert_cg(hpage, hpage, "refault of page 1 over rsvd.max failed");
+	assert_pool(&self->base, -1, 0, "one page allocated");
+
+	/* A new file over the limit fails and charges nothing. */
+	fd2 = __vm_create_guest_memfd(vm, hpage, self->flags);
+	err = errno;
+	ASSERT_EQ(-1, fd2);
+	ASSERT_EQ(ENOMEM, err);
+	assert_cg(hpage, hpage, "creation over rsvd.max failed");
+
+	close(fd);
+	assert_cg(0, 0, "closed");
+	assert_pool(&self->base, 0, 0, "closed");
+	ASSERT_EQ(0, cg_write(self->cgroup, rsvd_max, "max"));
+	kvm_vm_free(vm);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Fault injection: each allocation on each path fails once                 */
+/* ------------------------------------------------------------------------ */
+
+static int fault_knob(const char *attr, const char *file, const char *val)
+{
+	char path[128];
+
+	snprintf(path, sizeof(path), "/sys/kernel/debug/%s/%s", attr, file);
+	return write_str_to_file(path, val);
+}
+
+/*
+ * Let the per-task fail-nth reach sleeping, highmem and order-0
+ * allocations, without a stack dump per injected failure.
+ */
+static bool fault_injection_setup(void)
+{
+	return !fault_knob("failslab", "ignore-gfp-wait", "N") &&
+	       !fault_knob("failslab", "verbose", "0") &&
+	       !fault_knob("fail_page_alloc", "ignore-gfp-wait", "N") &&
+	       !fault_knob("fail_page_alloc", "ignore-gfp-highmem", "N") &&
+	       !fault_knob("fail_page_alloc", "min-order", "0") &&
+	       !fault_knob("fail_page_alloc", "verbose", "0");
+}
+
+enum failnth_op {
+	OP_CREATE,
+	OP_ALLOCATE,
+	OP_PUNCH_PART,
+	OP_PUNCH_WHOLE,
+	OP_FAULT,
+	OP_CLOSE,
+	NR_OPS,
+};
+
+static const char * const failnth_op_name[] = {
+	"create", "fallocate", "partial punch", "whole punch",
+	"KVM fault", "close",
+};
+
+struct failnth_snapshot {
+	struct hugetlb_pool_stats pool;
+	uint64_t rsvd, usage;
+};
+
+static void failnth_snapshot(struct __test_metadata *_metadata,
+			     const char *cgroup, const char *name,
+			     size_t page_size, struct failnth_snapshot *s)
+{
+	char file[64];
+
+	ASSERT_TRUE(hugetlb_get_pool_stats(page_size, &s->pool));
+	s->rsvd = cg_rsvd_current(_metadata, cgroup, name);
+	snprintf(file, sizeof(file), "hugetlb.%s.current", name);
+	s->usage = cg_read_u64(_metadata, cgroup, file);
+}
+
+/*
+ * For each operation, make its first, second, ... allocation fail (the
+ * per-task fail-nth), until the operation completes without reaching the
+ * armed allocation.  Each injected failure must give a clean ENOMEM (or
+ * success, where the allocation has a fallback), and once the state is torn
+ * down the pool and the cgroup's rsvd and usage counters must be exactly
+ * as before; kmemleak checks the rest at the end of the run.
+ */
+TEST_F_TIMEOUT(gmem_hugetlb_cgroup, fail_nth_every_allocation, 600)
+{
+	const uint64_t hpage = variant->page_size;
+	const uint64_t gpa = GMEM_HUGETLB_GPA;
+	struct kvm_pre_fault_memory range = { .gpa = gpa, .size = SZ_4K };
+	struct failnth_snapshot before, after;
+	int injected[NR_OPS] = {};
+	struct private_guest pg;
+	int op, n, fd, r, err, nth;
+	char buf[16];
+	bool hit;
+
+	if (!sw_protected_vm_supported())
+		SKIP(return, "KVM_X86_SW_PROTECTED_VM not supported");
+	if (!hugepages_available(2))
+		return;
+	if (access("/proc/thread-self/fail-nth", W_OK) || !fault_injection_setup())
+		SKIP(return, "No fail-nth, failslab or fail_page_alloc (CONFIG_FAULT_INJECTION_DEBUG_FS)");
+	if (!cg_enter_child())
+		return;
+
+	/* A VM whose private memory is a 1-hugepage file, for faults. */
+	private_guest_create(&pg, guest_code, self->flags, hpage, 0, hpage);
+	nth = open("/proc/thread-self/fail-nth", O_RDWR);
+	ASSERT_LE(0, nth);
+	/* scripts/splat-check expects warn_alloc() reports in this window. */
+	write_str_to_file("/dev/kmsg", "fault-injection: begin\n");
+
+	for (op = 0; op < NR_OPS; op++) {
+		for (n = 1; n < 1000; n++) {
+			fd = -1;
+			if (op == OP_FAULT)
+				do_fallocate(pg.fd, true, 0, hpage);
+			failnth_snapshot(_metadata, self->cgroup, variant->name,
+					 hpage, &before);
+			if (op != OP_CREATE && op != OP_FAULT) {
+				fd = vm_create_guest_memfd(pg.vm, hpage, self->flags);
+				if (op != OP_ALLOCATE)
+					do_fallocate(fd, false, 0, hpage);
+				if (op == OP_CLOSE)
+					do_fallocate(fd, true, SZ_4K, SZ_4K);
+			}
+
+			snprintf(buf, sizeof(buf), "%d", n);
+			ASSERT_EQ(strlen(buf), pwrite(nth, buf, strlen(buf), 0));
+			switch (op) {
+			case OP_CREATE:
+				fd = __vm_create_guest_memfd(pg.vm, hpage,
+							     self->flags);
+				r = fd < 0 ? -1 : 0;
+				break;
+			case OP_ALLOCATE:
+				r = gmem_fallocate(fd, false, 0, hpage);
+				break;
+			case OP_PUNCH_PART:
+				r = gmem_fallocate(fd, true, SZ_4K, SZ_4K);
+				break;
+			case OP_PUNCH_WHOLE:
+				r = gmem_fallocate(fd, true, 0, hpage);
+				break;
+			case OP_FAULT:
+				range.gpa = gpa;
+				range.size = SZ_4K;
+				r = __vcpu_ioctl(pg.vcpu, KVM_PRE_FAULT_MEMORY,
+						 &range);
+				break;
+			case OP_CLOSE:
+				r = close(fd);
+				fd = -1;
+				break;
+			}
+			err = errno;
+			memset(buf, 0, sizeof(buf));
+			ASSERT_LT(0, pread(nth, buf, sizeof(buf) - 1, 0));
+			hit = atoi(buf) == 0;
+			ASSERT_EQ(1, pwrite(nth, "0", 1, 0));
+
+			ASSERT_TRUE(!r || err == ENOMEM)
+				TH_LOG("%s with allocation %d failing: %s, expected ENOMEM",
+				       failnth_op_name[op], n, strerror(err));
+			ASSERT_TRUE(!r || hit)
+				TH_LOG("%s failed (%s) with no failure injected",
+				       failnth_op_name[op], strerror(err));
+			injected[op] += hit;
+
+			if (fd >= 0)
+				close(fd);
+			if (op == OP_FAULT)
+				do_fallocate(pg.fd, true, 0, hpage);
+			failnth_snapshot(_metadata, self->cgroup, variant->name,
+					 hpage, &after);
+			ASSERT_TRUE(before.pool.free == after.pool.free &&
+				    before.pool.resv == after.pool.resv &&
+				    before.rsvd == after.rsvd &&
+				    before.usage == after.usage)
+				TH_LOG("%s with allocation %d failing (%s) left free/resv %lu/%lu -> %lu/%lu, cgroup rsvd %lu -> %lu, usage %lu -> %lu",
+				       failnth_op_name[op], n,
+				       r ? strerror(err) : "succeeded",
+				       before.pool.free, before.pool.resv,
+				       after.pool.free, after.pool.resv,
+				       before.rsvd, after.rsvd,
+				       before.usage, after.usage);
+			if (!hit)
+				break;
+		}
+		ksft_print_msg("%s: %d allocations failed in turn\n",
+			       failnth_op_name[op], injected[op]);
+	}
+	close(nth);
+	write_str_to_file("/dev/kmsg", "fault-injection: end\n");
+	private_guest_destroy(&pg);
+	assert_pool(&self->base, 0, 0, "fault injection done");
+
+	/* Every path that allocates was made to fail at least once. */
+	ASSERT_NE(0, injected[OP_CREATE]);
+	ASSERT_NE(0, injected[OP_ALLOCATE]);
+	ASSERT_NE(0, injected[OP_PUNCH_PART]);
+	ASSERT_NE(0, injected[OP_FAULT]);
+}
+
 TEST_F(gmem_hugetlb_cgroup, rsvd_unchanged_on_enomem)
 {
 	const uint64_t hpage = variant->page_size;
@@ -1171,7 +1620,7 @@ TEST_F(gmem_hugetlb_cgroup, rsvd_unchanged_on_enomem)
 	if (!cg_enter_child())
 		return;
 
-	vm = vm_create_barebones();
+	vm = vm_create_barebones_type(KVM_X86_SW_PROTECTED_VM);
 	rsvd0 = cg_rsvd_current(_metadata, self->cgroup, variant->name);
 
 	fd = __vm_create_guest_memfd(vm, (avail + 1) * hpage, self->flags);

@@ -215,4 +215,28 @@ static inline uint64_t level_pages(const struct vm_mapping_level_stats *stats,
 	}
 }
 
+/*
+ * Pages of struct page memory (/proc/vmstat nr_memmap_pages): HugeTLB
+ * vmemmap optimization (HVO) frees most of a hugepage's, and restoring it
+ * (to split or dissolve the page) allocates them again, so the count stays
+ * put as long as nothing undoes HVO and memory is not hotplugged.
+ */
+static inline uint64_t memmap_pages(void)
+{
+	char name[64];
+	uint64_t val;
+	FILE *f = fopen("/proc/vmstat", "r");
+
+	TEST_ASSERT(f, "Can't open /proc/vmstat: %s", strerror(errno));
+	while (fscanf(f, "%63s %lu", name, &val) == 2) {
+		if (!strcmp(name, "nr_memmap_pages")) {
+			fclose(f);
+			return val;
+		}
+	}
+	fclose(f);
+	TEST_FAIL("No nr_memmap_pages in /proc/vmstat");
+	return 0;
+}
+
 #endif /* SELFTEST_KVM_GMEM_HUGETLB_UTIL_H */
