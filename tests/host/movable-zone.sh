@@ -6,7 +6,7 @@ set -u
 top=$(cd "$(dirname "$0")/../.." && pwd)
 bin=$top/build/sel/kvm/guest_memfd_hugetlb_movable_test
 [ -x "$bin" ] || { echo "$bin not built"; exit 1; }
-"$top/scripts/vmrun" --mem 3G --append "movablecore=1G" \
+"$top/scripts/vmrun" ${VM_KERNEL:+--kernel "$VM_KERNEL"} --mem 3G --append "movablecore=1G" \
 	--log "$top/build/vmrun/movable-zone.log" --file "$bin" -- \
 	sh -c 'echo 1024 > /proc/sys/vm/nr_hugepages &&
 	       echo "2M pool: $(cat /proc/sys/vm/nr_hugepages) pages" &&
