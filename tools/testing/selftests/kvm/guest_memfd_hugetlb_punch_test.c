@@ -185,12 +185,13 @@ static const struct {
 
 /*
  * Bytes allocated for the punched-subpage map of one folio of @page_size:
- * a two-word header and exactly one bit per subpage (a power of two for
- * 2M and 1G pages, so kmalloc() and the page allocator do not round it).
+ * a three-word header, which kmalloc() rounds to 32 bytes, and exactly one
+ * bit per subpage (a power of two for 2M and 1G pages, so kmalloc() and
+ * the page allocator do not round it).
  */
 static uint64_t subpage_map_bytes(size_t page_size)
 {
-	return 2 * sizeof(unsigned long) + page_size / SZ_4K / 8;
+	return 32 + page_size / SZ_4K / 8;
 }
 
 /*
@@ -288,7 +289,7 @@ __assert_fdinfo(struct __test_metadata *_metadata, int fd, size_t page_size,
 		       fi.allocated, fi.partial_folios, fi.punched_subpages,
 		       page_size, pages, reserved, allocated, partial, punched);
 	/*
-	 * A subpage map (a two-word header and a bit per subpage) exists for
+	 * A subpage map (a 32-byte header and a bit per subpage) exists for
 	 * each partly punched folio, and may stay after a refill until its
 	 * folio is freed.  The rest of the metadata is a small struct and a
 	 * bit per hugepage.
