@@ -336,7 +336,7 @@ TEST_F(gmem_hugetlb, capability)
 		       sizes);
 }
 
-TEST_F(gmem_hugetlb, invalid_flags)
+TEST_F_TIMEOUT(gmem_hugetlb, invalid_flags, 120)
 {
 	const uint64_t size_mask = GUEST_MEMFD_HUGETLB_SIZE_MASK <<
 				   GUEST_MEMFD_HUGETLB_SIZE_SHIFT;
