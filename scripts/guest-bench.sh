@@ -10,7 +10,9 @@ pools() {
 	done
 }
 pools before
+start=$(date +%s)
 ./guest_memfd_hugetlb_bench "$@"
 rc=$?
+echo "== benchmark: $(($(date +%s) - start)) s in the VM"
 pools after
 exit $rc
