@@ -40,7 +40,7 @@ prepare:
 ##            touching 1 GiB on 4K/2M/1G backing, a 4K punch storm over a
 ##            2M and a 1G hugepage, metadata (guest_memfd_hugetlb_bench)
 run: build
-	scripts/bench -s touch,punch,meta -n ''
+	scripts/bench -s touch,punch,meta -n '' -r 1
 
 ## bench      build if needed, boot, and run every benchmark section
 ##            (DESIGN section 7: ratios side by side in one run); not a test
