@@ -846,6 +846,14 @@ void hugetlb_gmem_truncate(struct hugetlb_gmem *hg,
 }
 EXPORT_SYMBOL_GPL(hugetlb_gmem_truncate);
 
+/* The punched-subpage map of a locked folio of the file, or NULL. */
+static struct hugetlb_gmem_subpages *
+hugetlb_gmem_folio_subpages(struct hugetlb_gmem *hg, struct folio *folio)
+{
+	VM_WARN_ON_ONCE_FOLIO(!folio_test_locked(folio), folio);
+	return xa_load(&hg->subpages, folio->index >> huge_page_order(hg->h));
+}
+
 /**
  * hugetlb_gmem_refill - make punched subpages of a folio guest memory again
  * @hg: the file's hugetlb state
@@ -861,12 +869,9 @@ EXPORT_SYMBOL_GPL(hugetlb_gmem_truncate);
 unsigned long hugetlb_gmem_refill(struct hugetlb_gmem *hg, struct folio *folio,
 				  pgoff_t start, pgoff_t end)
 {
-	pgoff_t hindex = folio->index >> huge_page_order(hg->h);
-	struct hugetlb_gmem_subpages *sp;
+	struct hugetlb_gmem_subpages *sp = hugetlb_gmem_folio_subpages(hg, folio);
 	unsigned long n, s, e, run;
 
-	VM_WARN_ON_ONCE_FOLIO(!folio_test_locked(folio), folio);
-	sp = xa_load(&hg->subpages, hindex);
 	if (!sp || !sp->nr_punched)
 		return 0;
 	s = max(start, folio->index) - folio->index;
@@ -897,11 +902,8 @@ EXPORT_SYMBOL_GPL(hugetlb_gmem_refill);
 int hugetlb_gmem_max_order(struct hugetlb_gmem *hg, struct folio *folio,
 			   pgoff_t index)
 {
-	pgoff_t hindex = folio->index >> huge_page_order(hg->h);
-	struct hugetlb_gmem_subpages *sp;
+	struct hugetlb_gmem_subpages *sp = hugetlb_gmem_folio_subpages(hg, folio);
 
-	VM_WARN_ON_ONCE_FOLIO(!folio_test_locked(folio), folio);
-	sp = xa_load(&hg->subpages, hindex);
 	if (!sp || !sp->nr_punched)
 		return folio_order(folio);
 	return hugetlb_gmem_subpages_max_order(sp->map, folio_order(folio),
@@ -968,11 +970,8 @@ EXPORT_SYMBOL_GPL(hugetlb_gmem_poison);
 bool hugetlb_gmem_poisoned(struct hugetlb_gmem *hg, struct folio *folio,
 			   pgoff_t index)
 {
-	pgoff_t hindex = folio->index >> huge_page_order(hg->h);
-	struct hugetlb_gmem_subpages *sp;
+	struct hugetlb_gmem_subpages *sp = hugetlb_gmem_folio_subpages(hg, folio);
 
-	VM_WARN_ON_ONCE_FOLIO(!folio_test_locked(folio), folio);
-	sp = xa_load(&hg->subpages, hindex);
 	if (hugetlb_gmem_poison_untracked(sp, folio))
 		return true;
 	return sp && sp->poisoned &&

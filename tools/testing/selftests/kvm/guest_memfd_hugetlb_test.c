@@ -1182,22 +1182,6 @@ static bool cg_has_controller(const char *dir, const char *name)
 	return false;
 }
 
-static uint64_t cg_rsvd_current(struct __test_metadata *_metadata,
-				const char *cgroup, const char *name)
-{
-	char path[PATH_MAX];
-	uint64_t val = 0;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "%s/hugetlb.%s.rsvd.current", cgroup, name);
-	f = fopen(path, "r");
-	ASSERT_NE(NULL, f) TH_LOG("Failed to open %s: %s", path, strerror(errno));
-	ASSERT_EQ(1, fscanf(f, "%lu", &val)) TH_LOG("Failed to parse %s", path);
-	fclose(f);
-
-	return val;
-}
-
 static uint64_t cg_read_u64(struct __test_metadata *_metadata,
 			    const char *cgroup, const char *file)
 {
@@ -1212,6 +1196,15 @@ static uint64_t cg_read_u64(struct __test_metadata *_metadata,
 	fclose(f);
 
 	return val;
+}
+
+static uint64_t cg_rsvd_current(struct __test_metadata *_metadata,
+				const char *cgroup, const char *name)
+{
+	char file[64];
+
+	snprintf(file, sizeof(file), "hugetlb.%s.rsvd.current", name);
+	return cg_read_u64(_metadata, cgroup, file);
 }
 
 FIXTURE_SETUP(gmem_hugetlb_cgroup)
