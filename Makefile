@@ -3,14 +3,14 @@
 # See README.md.
 
 .PHONY: all build kernel selftests run bench test check check-series prepare \
-	clean distclean help
+	series edit save clean distclean help
 
 all: build
 
 help:
 	@sed -n 's/^## //p' $(MAKEFILE_LIST)
 
-## build      prepare build/src (Debian linux-source-6.12 + patches/ + new files),
+## build      prepare build/src (Debian linux-source-6.12 + the series in patches/),
 ##            build the kernel (tinyconfig + configs/hugetlb-gmem.config, ccache)
 ##            and the static selftests
 build:
@@ -24,12 +24,31 @@ kernel:
 selftests:
 	scripts/build.sh selftests
 
-## check-series  every patch builds on its own: build the kernel, KVM with
-##            KVM_AMD_SEV and (for patches touching tools/) the selftests after
-##            each prefix of patches/, in build/series
+## series     write the reviewer's series to build/series: git format-patch
+##            of patches/ with 0000-cover-letter.patch
+series:
+	scripts/deps.sh
+	scripts/series format
+
+## check-series  make series, then: it applies with git am to the pristine
+##            tree, no patch deletes what an earlier one added, checkpatch
+##            --strict, and every patch builds on its own (kernel, KVM with
+##            KVM_AMD_SEV, selftests for patches touching tools/; build/check)
 check-series:
 	scripts/deps.sh
 	scripts/check-series
+
+## edit       P=N: stop at patch N of the series in build/git (a git tree of
+##            the pristine source with the series applied) to edit its files;
+##            without P, just (re)apply the series there
+edit:
+	scripts/deps.sh
+	scripts/series edit $(P)
+
+## save       fold the edits made in build/git (the stopped patch, and any
+##            "git commit --fixup" commits) into the series in patches/
+save:
+	scripts/series save
 
 ## prepare    only unpack/patch build/src
 prepare:
@@ -51,11 +70,11 @@ bench: build
 test:
 	scripts/run-tests
 
-## check      checkpatch.pl --strict over patches/ and the new files
+## check      checkpatch.pl --strict over the series in patches/
 check: prepare
 	scripts/check
 
-## clean      remove kernel objects and selftests (keeps build/src)
+## clean      remove kernel objects and selftests (keeps build/src, build/git)
 clean:
 	rm -rf build/obj build/sel build/vmrun
 

@@ -5,7 +5,7 @@ set -euo pipefail
 
 pkgs=(linux-source-6.12 qemu-system-x86 busybox-static ccache gcc make flex
       bison bc libelf-dev libssl-dev cpio xz-utils rsync python3 patch
-      libc6-dev perl diffutils)
+      libc6-dev perl diffutils git)
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" ||

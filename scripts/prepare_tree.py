@@ -3,15 +3,19 @@
 """Turn the repository into a patched kernel source tree.
 
 build/src is unpacked once (from Debian's linux-source-6.12 tarball, or
-copied from $KERNEL_SRC).  On every run the series in patches/ is applied to
-pristine copies of the files it touches in a scratch stage, the repository's
-new files are added, and only files whose content changed are written into
-build/src, so an incremental kernel build recompiles only what changed.
+copied from $KERNEL_SRC).  On every run the series in patches/ (new files
+included: the series is the source of truth) is applied to pristine copies
+of the files it touches in a scratch stage, and only files whose content
+changed are written into build/src, so an incremental kernel build
+recompiles only what changed.
 
 A file in build/src that was edited by hand since it was last installed is
-never overwritten: refresh its patch first (scripts/refresh-patch).
+never overwritten: edit the series instead (scripts/series edit N, then
+scripts/series save).
 
-SERIES_UPTO=N applies only the first N patches (scripts/check-series).
+SERIES_DIR=DIR applies the series in DIR instead of patches/ (its
+0000-cover-letter.patch is skipped); SERIES_UPTO=N applies only the first N
+patches (scripts/check-series).
 """
 import filecmp
 import os
@@ -28,8 +32,6 @@ APPLIED = os.path.join(BUILD, "applied")    # what we last installed
 STAGE = os.path.join(BUILD, "stage")
 STATE = os.path.join(BUILD, "installed.list")
 TARBALL = "/usr/src/linux-source-6.12.tar.xz"
-NEW_FILE_DIRS = ["arch", "mm", "include", "virt", "tools", "Documentation",
-                 "lib"]
 ABSENT = ".absent"
 
 
@@ -40,11 +42,12 @@ def die(msg):
 
 def series():
     """The patches, in order; only the first $SERIES_UPTO if that is set."""
-    pdir = os.path.join(TOP, "patches")
+    pdir = os.environ.get("SERIES_DIR") or os.path.join(TOP, "patches")
     if not os.path.isdir(pdir):
         return []
     allp = sorted(os.path.join(pdir, p) for p in os.listdir(pdir)
-                  if p.endswith(".patch"))
+                  if re.match(r"^[0-9]{4}-.*\.patch$", p)
+                  and not p.startswith("0000-"))
     upto = os.environ.get("SERIES_UPTO")
     return allp[:int(upto)] if upto else allp
 
@@ -62,16 +65,6 @@ def patch_paths(patch):
                 paths.append(m.group(1).split("/", 1)[1])
     return sorted(set(paths))
 
-
-def new_files():
-    out = []
-    for d in NEW_FILE_DIRS:
-        root = os.path.join(TOP, d)
-        for dirpath, _, files in os.walk(root):
-            for name in files:
-                full = os.path.join(dirpath, name)
-                out.append(os.path.relpath(full, TOP))
-    return sorted(out)
 
 
 def unpack():
@@ -147,16 +140,13 @@ def pristine_source(rels):
     shutil.rmtree(tmp)
 
 
-def save_orig(rel):
-    pristine_source([rel])
-
 
 def orig_path(rel):
     o = os.path.join(ORIG, rel)
     return None if os.path.exists(o + ABSENT) else o
 
 
-def build_stage(patches, extra_new=True, quiet=False):
+def build_stage(patches, quiet=False):
     """Apply @patches to pristine copies in STAGE; return touched paths."""
     if os.path.exists(STAGE):
         shutil.rmtree(STAGE)
@@ -164,7 +154,7 @@ def build_stage(patches, extra_new=True, quiet=False):
     touched = set()
     for p in patches:
         touched.update(patch_paths(p))
-    pristine_source(sorted(touched) + (new_files() if extra_new else []))
+    pristine_source(sorted(touched))
     for rel in sorted(touched):
         o = orig_path(rel)
         if o:
@@ -185,17 +175,6 @@ def build_stage(patches, extra_new=True, quiet=False):
                                                   r.stdout))
         if not quiet:
             print("prepare-tree: applied %s" % os.path.basename(p))
-    if extra_new:
-        for rel in new_files():
-            if os.path.exists(os.path.join(STAGE, rel)):
-                die("%s is both a new file and patched" % rel)
-            save_orig(rel)
-            if orig_path(rel):
-                die("%s exists upstream: change it with a patch" % rel)
-            dst = os.path.join(STAGE, rel)
-            os.makedirs(os.path.dirname(dst), exist_ok=True)
-            shutil.copy2(os.path.join(TOP, rel), dst)
-            touched.add(rel)
     return touched
 
 
@@ -225,8 +204,9 @@ def install(touched):
         if rel in previous and not os.path.exists(a):
             last = None
         if not same(last, s) and not same(orig_path(rel), s):
-            die("%s was edited in build/src; refresh its patch "
-                "(scripts/refresh-patch) or copy it back first" % rel)
+            die("%s was edited in build/src; edit the series instead "
+                "(scripts/series edit N; scripts/series save), or copy "
+                "build/applied/%s back" % (rel, rel))
         if want:
             os.makedirs(os.path.dirname(s), exist_ok=True)
             shutil.copyfile(want, s)
@@ -247,57 +227,7 @@ def install(touched):
           % (len(series()), len(touched), changed))
 
 
-def refresh(target, extra):
-    """Regenerate @target from build/src, keeping its description."""
-    allp = series()
-    target = os.path.abspath(target)
-    if target not in allp:
-        die("%s is not in patches/" % target)
-    pos = allp.index(target)
-    paths = set(patch_paths(target) if os.path.exists(target) else [])
-    paths.update(extra)
-    for later in allp[pos + 1:]:
-        both = paths & set(patch_paths(later))
-        if both:
-            die("%s also changes %s: refresh that one instead"
-                % (os.path.basename(later), ", ".join(sorted(both))))
-    build_stage(allp[:pos], extra_new=False, quiet=True)
-    header = []
-    with open(target) as f:
-        for line in f:
-            if line.startswith("diff "):
-                break
-            header.append(line)
-    body = []
-    pristine_source(sorted(paths))
-    for rel in sorted(paths):
-        old = os.path.join(STAGE, rel)
-        if not os.path.exists(old):
-            old = orig_path(rel)
-        new = os.path.join(SRC, rel)
-        if not os.path.exists(new):
-            new = None
-        la = "a/" + rel if old else "/dev/null"
-        lb = "b/" + rel if new else "/dev/null"
-        r = subprocess.run(["diff", "-up", "--label", la, "--label", lb,
-                            old or "/dev/null", new or "/dev/null"],
-                           stdout=subprocess.PIPE, text=True)
-        if r.returncode == 0:
-            continue
-        body.append("diff --git a/%s b/%s\n" % (rel, rel))
-        if not old:
-            body.append("new file mode 100644\n")
-        body.append(r.stdout)
-    with open(target, "w") as f:
-        f.write("".join(header) + "".join(body))
-    print("refresh-patch: wrote %s (%d files)"
-          % (os.path.basename(target), len(paths)))
-
-
 def main():
-    if len(sys.argv) > 1 and sys.argv[1] == "--refresh":
-        unpack()
-        refresh(sys.argv[2], sys.argv[3:])
     unpack()
     install(build_stage(series()))
 
