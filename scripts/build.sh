@@ -65,6 +65,11 @@ kernel() {
 selftests() {
 	local suite name bin rest kvm=() mm=()
 	while read -r suite name bin rest; do
+		# A prefix of the series (check-series) has only some programs.
+		if [ -n "${SERIES_UPTO:-}" ] &&
+		   [ ! -e "$SRC/tools/testing/selftests/$suite/$bin.c" ]; then
+			continue
+		fi
 		case "$suite" in
 		kvm) kvm+=("$SEL/kvm/$bin") ;;
 		mm) mm+=("$SEL/mm/$bin") ;;
@@ -84,6 +89,10 @@ selftests() {
 extra_kvm_programs() {
 	local p
 	for p in $(cat "$TOP/tests/vm-programs.txt" 2>/dev/null | grep -v '^#'); do
+		if [ -n "${SERIES_UPTO:-}" ] &&
+		   [ ! -e "$SRC/tools/testing/selftests/kvm/$p.c" ]; then
+			continue
+		fi
 		echo "$SEL/kvm/$p"
 	done
 }
