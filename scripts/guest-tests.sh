@@ -16,6 +16,14 @@ hp() {	# hp SIZE_KB FILE -> value of a per-size hugetlb counter
 	cat "/sys/kernel/mm/hugepages/hugepages-${1}kB/$2"
 }
 
+# The software RMP model (CONFIG_KVM_SW_PROTECTED_VM_RMP_MODEL): pages
+# assigned to guests, 2M entries and contract violations.
+rmp=/sys/kernel/debug/kvm-rmp-model
+rmp_snapshot() {
+	[ -d "$rmp" ] || return 0
+	echo "assigned_4k=$(cat $rmp/assigned_4k) entries_2m=$(cat $rmp/entries_2m) violations=$(cat $rmp/violations)"
+}
+
 pool_snapshot() {
 	for d in /sys/kernel/mm/hugepages/hugepages-*; do
 		echo "${d##*-}:$(cat "$d/nr_hugepages")/$(cat "$d/free_hugepages")/$(cat "$d/resv_hugepages")/$(cat "$d/surplus_hugepages")"
@@ -73,6 +81,8 @@ run_one() {
 	fi
 	saved_nr=
 	before=$(pool_snapshot)
+	rmp_before=$(rmp_snapshot)
+	leaked_before=$(cat $rmp/leaked 2>/dev/null)
 	case "$name" in
 	hugepage-shm)
 		echo 268435456 > /proc/sys/kernel/shmmax
@@ -115,6 +125,17 @@ run_one() {
 		done
 		echo "$b"
 	})
+	# Every test must leave no page assigned in the RMP model and
+	# violate nothing; what it leaked (poisoned pages) is reported.
+	rmp_after=$(rmp_snapshot)
+	if [ -d "$rmp" ] && [ "$(cat $rmp/leaked)" != "$leaked_before" ]; then
+		echo "# rmp-model: leaked $(($(cat $rmp/leaked) - leaked_before)) pages"
+	fi
+	if [ "$rc" -eq 0 ] && [ "$rmp_before" != "$rmp_after" ]; then
+		echo "# rmp model changed: before [$rmp_before] after [$rmp_after]"
+		result "not ok $suite:$name # rmp model not restored or violated"
+		return
+	fi
 	# Every test must leave the hugetlb pools exactly as it found them.
 	if [ "$rc" -eq 0 ] && [ "$before" != "$after" ]; then
 		echo "# hugetlb pools changed: before [$before] after [$after]"
@@ -130,6 +151,15 @@ run_one() {
 }
 
 echo "# kernel $(uname -r), $(nproc) cpus, pools: $(pool_snapshot)"
+# The test kernel runs every guest_memfd test against the RMP model.
+if [ -z "$only" ] || case rmp-model:enabled in *$only*) true ;; *) false ;; esac; then
+	if [ -d "$rmp" ]; then
+		echo "# rmp model: $(rmp_snapshot) psmash=$(cat $rmp/psmash) leaked=$(cat $rmp/leaked)"
+		result "ok rmp-model:enabled"
+	else
+		result "not ok rmp-model:enabled # $rmp missing (CONFIG_KVM_SW_PROTECTED_VM_RMP_MODEL)"
+	fi
+fi
 grep -v '^#' vm-tests.txt | grep . | while read -r suite name bin args; do
 	if [ -n "$only" ]; then
 		case "$suite:$name" in *$only*) ;; *) continue ;; esac
