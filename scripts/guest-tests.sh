@@ -6,7 +6,7 @@
 # that scripts/run-tests numbers into TAP.
 #   guest-tests.sh [NAME_PATTERN]
 only=${1:-}
-per_test_timeout=${VMTEST_TIMEOUT:-900}
+per_test_timeout=${VMTEST_TIMEOUT:-1500}
 
 result() {
 	echo "vmtest-result: $*"
