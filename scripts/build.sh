@@ -100,8 +100,9 @@ extra_kvm_programs() {
 # SNP consumes the invalidation contract: build KVM with KVM_AMD_SEV too.
 sev() {
 	config "$BUILD/obj-sev" "$FRAGMENT" "$TOP/configs/sev-build.config"
-	echo "build: KVM with KVM_AMD_SEV (arch/x86/kvm/)"
-	make -s -C "$SRC" O="$BUILD/obj-sev" CC="ccache gcc" -j"$JOBS" arch/x86/kvm/
+	echo "build: KVM and the SNP host code with KVM_AMD_SEV (arch/x86/kvm/, arch/x86/virt/, arch/x86/mm/)"
+	make -s -C "$SRC" O="$BUILD/obj-sev" CC="ccache gcc" -j"$JOBS" \
+		arch/x86/kvm/ arch/x86/virt/ arch/x86/mm/
 }
 
 case "$what" in
