@@ -1,0 +1,130 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * hugetlb-backed guest_memfd for KVM selftests, x86 part: a private-memory
+ * guest and KVM's mapping levels.  See gmem_hugetlb.h.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "gmem_hugetlb.h"
+#include "kvm_util.h"
+#include "processor.h"
+#include "ucall_common.h"
+
+bool sw_protected_vm_supported(void)
+{
+	return kvm_check_cap(KVM_CAP_VM_TYPES) & BIT(KVM_X86_SW_PROTECTED_VM);
+}
+
+/* A VM of the type that may use hugetlb guest_memfd, without vCPUs. */
+struct kvm_vm *gmem_vm_create_barebones(void)
+{
+	return vm_create_barebones_type(KVM_X86_SW_PROTECTED_VM);
+}
+
+void gmem_guest_create(struct gmem_guest *g, void *guest_code,
+		       const struct gmem_guest_args *args)
+{
+	const struct vm_shape shape = {
+		.mode = VM_MODE_DEFAULT,
+		.type = KVM_X86_SW_PROTECTED_VM,
+	};
+	size_t page_size = guest_memfd_backing_page_size(args->backing);
+	void *hva;
+
+	g->vm = vm_create_shape_with_one_vcpu(shape, &g->vcpu, guest_code);
+	g->fd = vm_create_guest_memfd_backing(g->vm, args->file_size, args->backing);
+	g->gpa = GMEM_GUEST_GPA;
+	g->size = args->slot_size ?: args->file_size - args->offset;
+
+	/* vm_mem_add() aligns the shared side like the guest_memfd's pages. */
+	vm_mem_add(g->vm, VM_MEM_SRC_ANONYMOUS, g->gpa, GMEM_GUEST_SLOT,
+		   g->size / g->vm->page_size, KVM_MEM_GUEST_MEMFD, g->fd,
+		   args->offset);
+	hva = addr_gpa2hva(g->vm, g->gpa);
+	TEST_ASSERT(!((uintptr_t)hva & (page_size - 1)),
+		    "userspace_addr %p of the memslot is not aligned to 0x%lx",
+		    hva, page_size);
+	vm_mem_set_private(g->vm, g->gpa, g->size);
+
+	if (!args->unmapped)
+		virt_map_level(g->vm, g->gpa, g->gpa, g->size, PG_LEVEL_2M);
+}
+
+void gmem_guest_destroy(struct gmem_guest *g)
+{
+	kvm_vm_free(g->vm);
+	close(g->fd);
+	g->vm = NULL;
+	g->fd = -1;
+}
+
+void gmem_guest_run(struct kvm_vcpu *vcpu, u64 stage)
+{
+	struct kvm_run *run = vcpu->run;
+	struct ucall uc;
+	int r;
+
+	r = _vcpu_run(vcpu);
+	TEST_ASSERT(!r || run->exit_reason != KVM_EXIT_MEMORY_FAULT,
+		    "KVM_RUN: %s, KVM_EXIT_MEMORY_FAULT at gpa 0x%llx size 0x%llx flags 0x%llx: guest_memfd did not provide the memory",
+		    strerror(errno), run->memory_fault.gpa,
+		    run->memory_fault.size, run->memory_fault.flags);
+	TEST_ASSERT(!r, KVM_IOCTL_ERROR(KVM_RUN, r));
+	TEST_ASSERT_KVM_EXIT_REASON(vcpu, KVM_EXIT_IO);
+
+	switch (get_ucall(vcpu, &uc)) {
+	case UCALL_SYNC:
+		TEST_ASSERT(uc.args[1] == stage,
+			    "guest synced at stage %lu, expected %lu",
+			    uc.args[1], stage);
+		break;
+	case UCALL_DONE:
+		TEST_ASSERT(!stage, "guest done, expected stage %lu", stage);
+		break;
+	case UCALL_ABORT:
+		REPORT_GUEST_ASSERT(uc);
+		break;
+	default:
+		TEST_FAIL("unexpected ucall %lu", uc.cmd);
+	}
+}
+
+void mapping_levels_read(struct kvm_vm *vm, struct mapping_levels *l)
+{
+	l->pages_4k = vm_get_stat(vm, pages_4k);
+	l->pages_2m = vm_get_stat(vm, pages_2m);
+	l->pages_1g = vm_get_stat(vm, pages_1g);
+}
+
+u64 mapping_levels_pages(const struct mapping_levels *l, size_t page_size)
+{
+	switch (page_size) {
+	case SZ_4K:
+		return l->pages_4k;
+	case SZ_2M:
+		return l->pages_2m;
+	case SZ_1G:
+		return l->pages_1g;
+	}
+	TEST_FAIL("no mapping level of 0x%lx bytes", page_size);
+	return 0;
+}
+
+const char *mapping_levels_str(const struct mapping_levels *a,
+			       const struct mapping_levels *b,
+			       char *buf, size_t len)
+{
+	snprintf(buf, len, "4k/2m/1g: %lu/%lu/%lu -> %lu/%lu/%lu",
+		 a->pages_4k, a->pages_2m, a->pages_1g,
+		 b->pages_4k, b->pages_2m, b->pages_1g);
+	return buf;
+}
+
+u64 vcpu_faults_retried(struct kvm_vcpu *vcpu)
+{
+	return vcpu_get_stat(vcpu, pf_taken) - vcpu_get_stat(vcpu, pf_fixed) -
+	       vcpu_get_stat(vcpu, pf_emulate) - vcpu_get_stat(vcpu, pf_spurious);
+}
