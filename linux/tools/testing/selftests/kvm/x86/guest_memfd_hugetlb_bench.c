@@ -1,0 +1,925 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * hugetlb guest_memfd against regular guest_memfd, against the shared
+ * hugetlb memory VMMs use today and against the floors it cannot beat,
+ * each as a ratio between rows of one run:
+ *
+ *  touch:  a guest writes every 4K page of its memory once: time, KVM page
+ *          faults, the mappings per level, teardown; private memory on 4K,
+ *          2M and 1G guest_memfd, shared memory on anonymous MAP_HUGETLB
+ *          mappings of 2M and 1G pages; hugetlb at each size of -n.
+ *  falloc: fallocate() of N GiB against a hugetlb mapping faulting in the
+ *          same hugepages (the kernel zeroes both) and memset(); close().
+ *  punch:  every 4K of a guest-touched 2M and 1G hugepage punched in order
+ *          while a vCPU keeps touching the memory ahead, against the same
+ *          storm on a 4K guest_memfd: cost per punch (first, median,
+ *          final), the punch that gives the hugepage back, the callbacks
+ *          (kvm_gmem_invalidate), the vCPU's faults.
+ *  meta:   fdinfo hugetlb_metadata_bytes per GiB: created, allocated, and
+ *          with a 4K hole in every hugepage.
+ *
+ * Identical runs differ by tens of percent under an emulator: each timed
+ * row is the best of -r repetitions, with their spread ((slowest -
+ * fastest) / fastest).  A benchmark, not a test: it fails only if a step
+ * fails.  With -p, the numbers also come as "bench-data: TABLE ..." lines.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/mman.h>
+
+#include <asm/barrier.h>
+#include <linux/falloc.h>
+#include <linux/mman.h>
+
+#include "gmem_hugetlb.h"
+#include "kvm_util.h"
+#include "processor.h"
+#include "test_util.h"
+#include "ucall_common.h"
+
+struct backing {
+	const char *name;
+	const char *option;	/* -b */
+	const char *label;	/* bench-data */
+	size_t page_size;
+	bool shared;		/* a normal memslot on MAP_HUGETLB memory */
+};
+
+static const struct backing backings[] = {
+	{ "4K guest_memfd", "4k", "4K-gmem", SZ_4K },
+	{ "2M hugetlb", "2m", "2M-gmem", SZ_2M },
+	{ "1G hugetlb", "1g", "1G-gmem", SZ_1G },
+};
+
+static const struct backing shared_backings[] = {
+	{ "2M shared mmap", "2m", "2M-shared", SZ_2M, true },
+	{ "1G shared mmap", "1g", "1G-shared", SZ_1G, true },
+};
+
+#define NR_BACKINGS	ARRAY_SIZE(backings)
+#define MAX_SIZES	8
+
+static bool selected[NR_BACKINGS];
+static u64 sizes_gib[MAX_SIZES] = { 1, 2, 4 };
+static int nr_sizes = 3;
+static u64 touch_size = SZ_1G;
+static int reps = 3;
+static bool plot_data, storm_idle;
+
+/* The fastest and the slowest repetition of a timed step. */
+struct timing {
+	double min, max;
+};
+
+static void timing_init(struct timing *t)
+{
+	t->min = 1e30;
+	t->max = 0;
+}
+
+static void timing_add(struct timing *t, double seconds)
+{
+	t->min = min(t->min, seconds);
+	t->max = max(t->max, seconds);
+}
+
+static double spread(const struct timing *t)
+{
+	return t->min > 0 ? 100.0 * (t->max - t->min) / t->min : 0;
+}
+
+static __printf(2, 3) void bench_data(const char *table, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!plot_data)
+		return;
+	printf("bench-data: %s ", table);
+	va_start(ap, fmt);
+	vprintf(fmt, ap);
+	va_end(ap);
+	putchar('\n');
+}
+
+static bool is_hugetlb(const struct backing *b)
+{
+	return b->page_size > SZ_4K;
+}
+
+static struct guest_memfd_backing gmem_backing(const struct backing *b)
+{
+	struct guest_memfd_backing none = {};
+
+	return is_hugetlb(b) ? guest_memfd_hugetlb_backing(b->page_size) : none;
+}
+
+/* Why @b can't back @size bytes now, or NULL. */
+static const char *unusable(const struct backing *b, u64 size)
+{
+	static char why[128];
+	struct hugetlb_pool pool;
+	struct kvm_vm *vm;
+	bool valid;
+
+	if (!is_hugetlb(b))
+		return NULL;
+	if (!b->shared) {
+		vm = gmem_vm_create_barebones();
+		valid = vm_guest_memfd_backing_valid(vm, gmem_backing(b));
+		kvm_vm_free(vm);
+		if (!valid)
+			return "not supported by KVM";
+	}
+	if (!hugetlb_pool_read(b->page_size, &pool))
+		return "no pool of this size";
+	if (hugetlb_pool_unreserved(&pool) < size / b->page_size) {
+		snprintf(why, sizeof(why), "needs %lu free %zukB hugepages, the pool has %lu",
+			 size / b->page_size, b->page_size >> 10, hugetlb_pool_unreserved(&pool));
+		return why;
+	}
+	return NULL;
+}
+
+/*
+ * A guest running @code with @size bytes of @b at GMEM_GUEST_GPA, mapped
+ * with 2M pages: private memory on a new guest_memfd, or shared memory on
+ * an anonymous hugetlb mapping (g->fd = -1).
+ */
+static void bench_guest(struct gmem_guest *g, const struct backing *b, u64 size,
+			void *code)
+{
+	const struct gmem_guest_args args = { gmem_backing(b), size };
+	const struct vm_shape shape = {
+		.mode = VM_MODE_DEFAULT,
+		.type = KVM_X86_SW_PROTECTED_VM,
+	};
+
+	if (!b->shared) {
+		gmem_guest_create(g, code, &args);
+		return;
+	}
+	g->vm = vm_create_shape_with_one_vcpu(shape, &g->vcpu, code);
+	g->fd = -1;
+	g->gpa = GMEM_GUEST_GPA;
+	g->size = size;
+	vm_mem_add(g->vm, b->page_size == SZ_1G ? VM_MEM_SRC_ANONYMOUS_HUGETLB_1GB :
+		   VM_MEM_SRC_ANONYMOUS_HUGETLB_2MB, g->gpa, GMEM_GUEST_SLOT,
+		   size / g->vm->page_size, 0, -1, 0);
+	virt_map_level(g->vm, g->gpa, g->gpa, size, PG_LEVEL_2M);
+}
+
+static void bench_guest_destroy(struct gmem_guest *g)
+{
+	kvm_vm_free(g->vm);
+	if (g->fd >= 0)
+		close(g->fd);
+}
+
+/* ------------------------------------------------------------------------ */
+/* touch                                                                    */
+/* ------------------------------------------------------------------------ */
+
+static void guest_touch(u64 gpa, u64 size)
+{
+	u64 off;
+
+	GUEST_SYNC(1);
+	for (off = 0; off < size; off += SZ_4K)
+		WRITE_ONCE(*(u64 *)(gpa + off), off);
+	GUEST_DONE();
+}
+
+struct touch_result {
+	const char *skipped;
+	struct timing time, teardown;
+	s64 faults;
+	struct mapping_levels maps;
+	struct hugetlb_pool before, closed;
+};
+
+static void touch_once(const struct backing *b, u64 size, struct touch_result *res)
+{
+	struct mapping_levels before, after;
+	struct gmem_guest g;
+	double start;
+	s64 faults;
+
+	bench_guest(&g, b, size, guest_touch);
+	vcpu_args_set(g.vcpu, 2, g.gpa, size);
+	gmem_guest_run(g.vcpu, 1);
+	mapping_levels_read(g.vm, &before);
+	faults = kvm_debugfs_stat(NULL, "pf_taken");
+
+	start = now_seconds();
+	gmem_guest_run(g.vcpu, 0);
+	timing_add(&res->time, now_seconds() - start);
+
+	res->faults = faults < 0 ? -1 : kvm_debugfs_stat(NULL, "pf_taken") - faults;
+	mapping_levels_read(g.vm, &after);
+	res->maps.pages_4k = after.pages_4k - before.pages_4k;
+	res->maps.pages_2m = after.pages_2m - before.pages_2m;
+	res->maps.pages_1g = after.pages_1g - before.pages_1g;
+
+	start = now_seconds();
+	bench_guest_destroy(&g);
+	timing_add(&res->teardown, now_seconds() - start);
+	if (is_hugetlb(b))
+		hugetlb_pool_read(b->page_size, &res->closed);
+}
+
+static void touch(const struct backing *b, u64 size, struct touch_result *res)
+{
+	int rep;
+
+	memset(res, 0, sizeof(*res));
+	timing_init(&res->time);
+	timing_init(&res->teardown);
+	res->skipped = unusable(b, size);
+	if (res->skipped)
+		return;
+	if (is_hugetlb(b))
+		hugetlb_pool_read(b->page_size, &res->before);
+	for (rep = 0; rep < reps; rep++)
+		touch_once(b, size, res);
+}
+
+static void touch_header(void)
+{
+	printf("%-15s %6s %8s %6s %6s %8s %7s %6s %6s %7s %9s  %s\n",
+	       "backing", "MiB", "touch(s)", "spread", "ratio", "faults", "maps4k",
+	       "maps2m", "maps1g", "huge", "teardown", "pool free/resv");
+}
+
+/* One row; the ratio is to @ref seconds, none if 0. */
+static void touch_row(const struct backing *b, u64 size, const struct touch_result *r,
+		      double ref, const char *table)
+{
+	u64 huge = r->maps.pages_2m * SZ_2M + r->maps.pages_1g * SZ_1G;
+	char ratio[16] = "-", pool[48] = "-";
+
+	if (r->skipped) {
+		printf("%-15s %6lu  skipped: %s\n", b->name, size >> 20, r->skipped);
+		return;
+	}
+	if (ref > 0)
+		snprintf(ratio, sizeof(ratio), "%.3f", r->time.min / ref);
+	if (is_hugetlb(b))
+		snprintf(pool, sizeof(pool), "%lu/%lu -> %lu/%lu", r->before.free,
+			 r->before.resv, r->closed.free, r->closed.resv);
+	printf("%-15s %6lu %8.3f %5.0f%% %6s %8ld %7lu %6lu %6lu %6.1f%% %9.3f  %s\n",
+	       b->name, size >> 20, r->time.min, spread(&r->time), ratio, r->faults,
+	       r->maps.pages_4k, r->maps.pages_2m, r->maps.pages_1g,
+	       100.0 * huge / size, r->teardown.min, pool);
+	if (!strcmp(table, "touch"))
+		bench_data(table, "%s %.6f %.6f", b->label, r->time.min, r->time.max);
+	else
+		bench_data(table, "%lu %.6f %.6f", size >> 30, r->time.min / (size >> 30),
+			   r->time.max / (size >> 30));
+}
+
+static void bench_touch(void)
+{
+	struct touch_result res[NR_BACKINGS], sres[ARRAY_SIZE(shared_backings)], grow;
+	double per_gib, ref = 0;
+	char table[32];
+	int i, j;
+
+	printf("\n== touch: one vCPU writes every 4K page of its memory once (best of %d)\n",
+	       reps);
+	touch_header();
+	/* Each row against the 4K guest_memfd row. */
+	for (i = 0; i < NR_BACKINGS; i++) {
+		if (!selected[i])
+			continue;
+		touch(&backings[i], touch_size, &res[i]);
+		if (!i && !res[0].skipped)
+			ref = res[0].time.min;
+		touch_row(&backings[i], touch_size, &res[i], ref, "touch");
+	}
+	/* The shared memory of the hugetlb rows' page sizes. */
+	for (i = 0; i < ARRAY_SIZE(shared_backings); i++) {
+		if (!selected[i + 1])
+			continue;
+		touch(&shared_backings[i], touch_size, &sres[i]);
+		touch_row(&shared_backings[i], touch_size, &sres[i], ref, "touch");
+	}
+	for (i = 0; i < ARRAY_SIZE(shared_backings); i++) {
+		const struct touch_result *p = &res[i + 1], *s = &sres[i];
+
+		if (!selected[i + 1] || p->skipped || s->skipped)
+			continue;
+		printf("private/shared %s: %.3f (%.3f s / %.3f s)\n", backings[i + 1].option,
+		       p->time.min / s->time.min, p->time.min, s->time.min);
+		bench_data("ratio", "private/shared-%s %.4f", backings[i + 1].option,
+			   p->time.min / s->time.min);
+	}
+	printf("private: guest_memfd bound as private memory; shared mmap: a normal memslot on an\n"
+	       "anonymous MAP_HUGETLB mapping (what VMMs use today), same VM type; ratio: time /\n"
+	       "the 4K guest_memfd row's; faults: KVM page faults (pf_taken); maps*: new mappings\n"
+	       "per level; huge: share mapped 2M or 1G; teardown: VM and file, fastest;\n"
+	       "pool: before -> after the last close\n");
+
+	if (!nr_sizes)
+		return;
+	printf("\n== touch, growing: ratio = time per GiB / time per GiB at %lu GiB\n",
+	       sizes_gib[0]);
+	touch_header();
+	for (i = 1; i < NR_BACKINGS; i++) {
+		if (!selected[i])
+			continue;
+		snprintf(table, sizeof(table), "grow-%s", backings[i].label);
+		for (j = 0, per_gib = 0; j < nr_sizes; j++) {
+			touch(&backings[i], sizes_gib[j] << 30, &grow);
+			if (!grow.skipped && !j)
+				per_gib = grow.time.min / sizes_gib[j];
+			touch_row(&backings[i], sizes_gib[j] << 30, &grow,
+				  per_gib * sizes_gib[j], table);
+		}
+	}
+}
+
+/* ------------------------------------------------------------------------ */
+/* falloc                                                                   */
+/* ------------------------------------------------------------------------ */
+
+struct falloc_result {
+	struct timing falloc, fault, zero, closing, unmap;
+};
+
+static void falloc_once(struct kvm_vm *vm, const struct backing *b, u64 size,
+			struct falloc_result *r)
+{
+	const int huge = MAP_HUGETLB | (__builtin_ctzl(b->page_size) << MAP_HUGE_SHIFT);
+	int fd = vm_create_guest_memfd_backing(vm, size, gmem_backing(b));
+	double t = now_seconds();
+	u64 off;
+	char *p;
+
+	gmem_allocate(fd, 0, size);
+	timing_add(&r->falloc, now_seconds() - t);
+	t = now_seconds();
+	close(fd);
+	timing_add(&r->closing, now_seconds() - t);
+
+	p = kvm_mmap(size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | huge, -1);
+	t = now_seconds();
+	for (off = 0; off < size; off += b->page_size)
+		p[off] = 1;
+	timing_add(&r->fault, now_seconds() - t);
+	t = now_seconds();
+	memset(p, 0, size);
+	timing_add(&r->zero, now_seconds() - t);
+	t = now_seconds();
+	kvm_munmap(p, size);
+	timing_add(&r->unmap, now_seconds() - t);
+}
+
+static void bench_falloc(void)
+{
+	struct kvm_vm *vm = gmem_vm_create_barebones();
+	struct falloc_result r;
+	char table[32];
+	int i, j, rep;
+
+	printf("\n== falloc: fallocate() of the whole file against its floors (best of %d)\n",
+	       reps);
+	printf("%-15s %4s %9s %6s %7s %9s %7s %9s %7s %8s %8s\n", "backing", "GiB",
+	       "falloc(s)", "spread", "GiB/s", "fault(s)", "ratio", "memset(s)", "ratio",
+	       "close(s)", "unmap(s)");
+	for (i = 1; i < NR_BACKINGS; i++) {
+		const struct backing *b = &backings[i];
+
+		if (!selected[i])
+			continue;
+		snprintf(table, sizeof(table), "alloc-%s", b->label);
+		for (j = 0; j < nr_sizes; j++) {
+			u64 size = sizes_gib[j] << 30;
+			const char *why = unusable(b, size);
+
+			if (why) {
+				printf("%-15s %4lu  skipped: %s\n", b->name, sizes_gib[j], why);
+				continue;
+			}
+			timing_init(&r.falloc);
+			timing_init(&r.fault);
+			timing_init(&r.zero);
+			timing_init(&r.closing);
+			timing_init(&r.unmap);
+			for (rep = 0; rep < reps; rep++)
+				falloc_once(vm, b, size, &r);
+			printf("%-15s %4lu %9.3f %5.0f%% %7.2f %9.3f %7.3f %9.3f %7.3f %8.3f %8.3f\n",
+			       b->name, sizes_gib[j], r.falloc.min, spread(&r.falloc),
+			       sizes_gib[j] / r.falloc.min, r.fault.min,
+			       r.falloc.min / r.fault.min, r.zero.min, r.falloc.min / r.zero.min,
+			       r.closing.min, r.unmap.min);
+			bench_data(table, "%lu %.6f %.6f %.6f %.6f", sizes_gib[j],
+				   r.falloc.min / sizes_gib[j], r.falloc.max / sizes_gib[j],
+				   r.fault.min / sizes_gib[j], r.zero.min / sizes_gib[j]);
+		}
+	}
+	printf("fault: a MAP_HUGETLB mapping faulting in as many hugepages (the kernel zeroes\n"
+	       "them); memset: memset(0) of it once faulted in; ratio: falloc / that floor;\n"
+	       "close: of the allocated file; unmap: munmap() of the mapping\n");
+	kvm_vm_free(vm);
+}
+
+/* ------------------------------------------------------------------------ */
+/* punch                                                                    */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * The vCPU re-touches the STORM_WINDOW subpages that start STORM_MARGIN
+ * past the punch cursor: it keeps refaulting what the punches zap but must
+ * not refill a punched subpage, which would keep the hugepage from going
+ * back to the pool.  A fault in a folio being punched is retried until the
+ * punch ends, so the vCPU can stay on one access for many punches: it
+ * claims the subpage it accesses, and the host doesn't punch that one.
+ */
+#define STORM_MARGIN	64
+#define STORM_WINDOW	256
+/* PAUSE now and then, so that single-threaded TCG runs the host too. */
+#define STORM_PAUSE	16
+#define STORM_PATTERN(i)	(0xb5b5000000000000ULL | (i))
+
+/* In normal (slot 0) memory, shared by host and guest. */
+struct storm_shared {
+	u64 cursor;	/* host: subpages whose punch started */
+	u64 stop;
+	u64 target;	/* guest: 1 + the subpage it accesses, or 0 */
+	u64 touches, zeros;
+} __aligned(64);
+
+static struct storm_shared storm_shared;
+
+static void guest_storm(u64 gpa, u64 nr)
+{
+	struct storm_shared *s = &storm_shared;
+	u64 i, p, val, *w;
+
+	for (i = 0; i < nr; i++)
+		WRITE_ONCE(*(u64 *)(gpa + i * SZ_4K), STORM_PATTERN(i));
+	GUEST_SYNC(1);
+
+	for (i = 0; !READ_ONCE(s->stop); i++) {
+		if (!(i % STORM_PAUSE))
+			cpu_relax();
+		p = READ_ONCE(s->cursor) + STORM_MARGIN + i % STORM_WINDOW;
+		if (p >= nr)
+			continue;
+		WRITE_ONCE(s->target, p + 1);
+		smp_mb();
+		if (p < READ_ONCE(s->cursor)) {
+			WRITE_ONCE(s->target, 0);
+			continue;
+		}
+		w = (u64 *)(gpa + p * SZ_4K);
+		val = READ_ONCE(*w);
+		__GUEST_ASSERT(val == STORM_PATTERN(p) || !val,
+			       "subpage %lu holds 0x%lx", p, val);
+		if (!val)
+			WRITE_ONCE(s->zeros, s->zeros + 1);
+		WRITE_ONCE(*w, STORM_PATTERN(p));
+		WRITE_ONCE(s->target, 0);
+		WRITE_ONCE(s->touches, s->touches + 1);
+	}
+	GUEST_DONE();
+}
+
+static void *storm_vcpu_fn(void *arg)
+{
+	gmem_guest_run(arg, 0);
+	return NULL;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* The median of @n costs, sorted in place. */
+static double median(double *t, u64 n)
+{
+	qsort(t, n, sizeof(*t), cmp_double);
+	return t[n / 2];
+}
+
+struct callbacks {
+	u64 punch, release, free, lost;
+	unsigned int free_order;
+};
+
+struct storm_result {
+	struct mapping_levels mapped;	/* after the guest touched it all */
+	u64 returned;			/* the punch that gave the page back */
+	s64 faults;
+	u64 touches, zeros, waits;
+};
+
+/*
+ * Punch every 4K of a guest-touched file of @b and @size, in order, while
+ * the vCPU touches ahead of the punches; @times gets each punch's cost.
+ * With @cb, trace and count the callbacks.
+ */
+static void punch_storm(const struct backing *b, u64 size, double *times,
+			struct callbacks *cb, struct storm_result *r)
+{
+	u64 nr = size / SZ_4K, i, base = 0, free;
+	struct hugetlb_pool_reader pool;
+	struct gmem_events ev = {};
+	struct storm_shared *s;
+	struct gmem_guest g;
+	pthread_t thread;
+	s64 faults;
+	double t;
+
+	memset(r, 0, sizeof(*r));
+	bench_guest(&g, b, size, guest_storm);
+	vcpu_args_set(g.vcpu, 2, g.gpa, nr);
+	gmem_guest_run(g.vcpu, 1);
+	mapping_levels_read(g.vm, &r->mapped);
+	s = addr_gva2hva(g.vm, (gva_t)&storm_shared);
+	if (is_hugetlb(b)) {
+		hugetlb_pool_reader_open(&pool, b->page_size);
+		hugetlb_pool_reader_read(&pool, &base, NULL);
+	}
+	if (cb)
+		gmem_trace_start(GMEM_TRACE_INVALIDATE);
+	if (!storm_idle) {
+		TEST_ASSERT(!pthread_create(&thread, NULL, storm_vcpu_fn, g.vcpu),
+			    "pthread_create()");
+		for (t = now_seconds(); !READ_ONCE(s->touches);)
+			TEST_ASSERT(now_seconds() - t < 60, "the vCPU doesn't run");
+	}
+
+	faults = kvm_debugfs_stat(NULL, "pf_taken");
+	for (i = 0; i < nr; i++) {
+		WRITE_ONCE(s->cursor, i + 1);
+		smp_mb();
+		if (READ_ONCE(s->target) == i + 1) {
+			r->waits++;
+			while (READ_ONCE(s->target) == i + 1)
+				cpu_relax();
+		}
+		t = now_seconds();
+		gmem_punch(g.fd, i * SZ_4K, SZ_4K);
+		times[i] = now_seconds() - t;
+		if (is_hugetlb(b) && !r->returned) {
+			hugetlb_pool_reader_read(&pool, &free, NULL);
+			if (free != base)
+				r->returned = i + 1;
+		}
+	}
+	r->faults = faults < 0 ? -1 : kvm_debugfs_stat(NULL, "pf_taken") - faults;
+	WRITE_ONCE(s->stop, 1);
+	if (!storm_idle)
+		pthread_join(thread, NULL);
+	r->touches = READ_ONCE(s->touches);
+	r->zeros = READ_ONCE(s->zeros);
+
+	if (cb) {
+		memset(cb, 0, sizeof(*cb));
+		cb->lost = gmem_trace_read(&ev);
+		gmem_trace_stop();
+		for (i = 0; i < ev.nr; i++) {
+			cb->punch += ev.ev[i].kind == GMEM_PUNCH;
+			cb->release += ev.ev[i].kind == GMEM_RELEASE;
+			if (ev.ev[i].kind == GMEM_FREE) {
+				cb->free++;
+				cb->free_order = ev.ev[i].order;
+			}
+		}
+		gmem_events_free(&ev);
+		tracefs_write("trace", "");
+	}
+	bench_guest_destroy(&g);
+	if (is_hugetlb(b))
+		hugetlb_pool_reader_close(&pool);
+}
+
+struct storm_row {
+	const char *skipped;
+	u64 nr;
+	struct timing median;
+	double first, final, total;
+	struct storm_result res;
+	u64 zeros, waits;
+	bool returned_varies;
+	struct callbacks cb;
+	/* Per-punch costs of the repetition with the lowest median. */
+	double *best;
+};
+
+static void storm_row_run(const struct backing *b, u64 size, struct storm_row *row)
+{
+	struct storm_result r;
+	double *times, *sorted, total, med;
+	u64 k;
+	int rep;
+
+	memset(row, 0, sizeof(*row));
+	timing_init(&row->median);
+	row->nr = size / SZ_4K;
+	row->skipped = unusable(b, size);
+	if (row->skipped)
+		return;
+	times = calloc(row->nr, sizeof(*times));
+	sorted = calloc(row->nr, sizeof(*sorted));
+	row->best = calloc(row->nr, sizeof(*times));
+	TEST_ASSERT(times && sorted && row->best, "out of memory");
+
+	/* The first storm is traced: a tracepoint costs microseconds. */
+	for (rep = 0; rep < reps; rep++) {
+		punch_storm(b, size, times, rep ? NULL : &row->cb, &r);
+		for (k = 0, total = 0; k < row->nr; k++)
+			total += times[k];
+		/* The final punch frees the hugepage: not in the median. */
+		memcpy(sorted, times, (row->nr - 1) * sizeof(*sorted));
+		med = row->nr > 1 ? median(sorted, row->nr - 1) : times[0];
+		if (!rep) {
+			row->first = times[0];
+			row->final = times[row->nr - 1];
+			row->total = total;
+			row->res = r;
+		}
+		row->first = min(row->first, times[0]);
+		row->final = min(row->final, times[row->nr - 1]);
+		row->total = min(row->total, total);
+		row->returned_varies |= r.returned != row->res.returned;
+		row->zeros += r.zeros;
+		row->waits += r.waits;
+		if (!rep || med < row->median.min) {
+			memcpy(row->best, times, row->nr * sizeof(*times));
+			row->res.faults = r.faults;
+			row->res.touches = r.touches;
+		}
+		timing_add(&row->median, med);
+	}
+	free(times);
+	free(sorted);
+}
+
+#define PUNCH_BINS	128
+
+/* The per-punch costs of the best storm, as medians of PUNCH_BINS bins. */
+static void storm_curve(const char *label, const struct storm_row *row)
+{
+	u64 nr = row->nr - 1, bins = min_t(u64, PUNCH_BINS, nr), k, from, to;
+	double *tmp = malloc(nr * sizeof(*tmp));
+	char table[64];
+
+	TEST_ASSERT(tmp, "out of memory");
+	snprintf(table, sizeof(table), "curve-%s", label);
+	for (k = 0; k < bins; k++) {
+		from = k * nr / bins;
+		to = (k + 1) * nr / bins;
+		memcpy(tmp, row->best + from, (to - from) * sizeof(*tmp));
+		bench_data(table, "%.6f %.3f", (double)(from + to) / 2 / row->nr,
+			   median(tmp, to - from) * 1e6);
+	}
+	bench_data(table, "%.6f %.3f", 1.0, row->final * 1e6);
+	free(tmp);
+}
+
+static void storm_print(const char *region, const struct backing *b,
+			const struct storm_row *row, const struct storm_row *ref)
+{
+	char mapped[48], returned[24] = "-", vs[16] = "-", tot[16] = "-", label[48];
+
+	if (row->skipped) {
+		printf("%-6s %-15s skipped: %s\n", region, b->name, row->skipped);
+		return;
+	}
+	snprintf(mapped, sizeof(mapped), "%lu/%lu/%lu", row->res.mapped.pages_4k,
+		 row->res.mapped.pages_2m, row->res.mapped.pages_1g);
+	if (is_hugetlb(b) && row->returned_varies)
+		snprintf(returned, sizeof(returned), "varies");
+	else if (is_hugetlb(b) && !row->res.returned)
+		snprintf(returned, sizeof(returned), "never");
+	else if (is_hugetlb(b))
+		snprintf(returned, sizeof(returned), "%lu", row->res.returned);
+	if (ref && !ref->skipped) {
+		snprintf(vs, sizeof(vs), "%.2f", row->median.min / ref->median.min);
+		snprintf(tot, sizeof(tot), "%.2f", row->total / ref->total);
+	}
+	printf("%-6s %-15s %7lu %15s %7.0f %7.1f %5.0f%% %7.0f %8.2f %6s %6s %8s %7lu %7lu %4lu/%-2u %8ld %8lu %5lu\n",
+	       region, b->name, row->nr, mapped, row->first * 1e6, row->median.min * 1e6,
+	       spread(&row->median), row->final * 1e6, row->total, vs, tot, returned,
+	       row->cb.punch, row->cb.release, row->cb.free, row->cb.free_order,
+	       row->res.faults, row->res.touches, row->waits);
+	if (row->zeros)
+		printf("  %lu subpages the vCPU touched read zero: it refilled punched subpages\n",
+		       row->zeros);
+	if (row->cb.lost)
+		printf("  the trace buffer lost %lu callbacks\n", row->cb.lost);
+	snprintf(label, sizeof(label), "%s-in-%s", b->label, region);
+	bench_data("punch", "%s %.3f %.3f %.3f %.3f %.4f %lu %lu %lu %lu", label,
+		   row->median.min * 1e6, row->median.max * 1e6, row->first * 1e6,
+		   row->final * 1e6, row->total, row->res.returned, row->cb.punch,
+		   row->cb.release, row->cb.free);
+	storm_curve(label, row);
+}
+
+static void bench_punch(void)
+{
+	double vs4k[NR_BACKINGS] = {};
+	u64 kb = 4096;
+	int i;
+
+	printf("\n== punch: PUNCH_HOLE of every 4K of a bound, guest-touched guest_memfd, in order,\n"
+	       "   %s (best of %d; times in us)\n",
+	       storm_idle ? "with the vCPU stopped (-V)" :
+	       "while a vCPU re-touches the memory ahead", reps);
+	printf("%-6s %-15s %7s %15s %7s %7s %6s %7s %8s %6s %6s %8s %7s %7s %7s %8s %8s %5s\n",
+	       "region", "backing", "punches", "mapped 4k/2m/1g", "first", "median",
+	       "spread", "final", "total(s)", "med/4K", "tot/4K", "returned", "cb:pun",
+	       "cb:rel", "free", "vcpu:pf", "touches", "waits");
+
+	/* Room for the callbacks of the largest storm: two per punch. */
+	for (i = 1; i < NR_BACKINGS; i++) {
+		if (selected[i])
+			kb = max_t(u64, kb, backings[i].page_size / SZ_4K * 2 * 64 / 1024);
+	}
+	gmem_trace_set_buffer_kb(kb);
+
+	for (i = 1; i < NR_BACKINGS; i++) {
+		const struct backing *b = &backings[i];
+		const char *region = b->page_size == SZ_1G ? "1G" : "2M";
+		struct storm_row row, ref = {};
+
+		if (!selected[i])
+			continue;
+		/* The same storm on a 4K guest_memfd of the hugepage's size. */
+		if (selected[0]) {
+			storm_row_run(&backings[0], b->page_size, &ref);
+			storm_print(region, &backings[0], &ref, NULL);
+		}
+		storm_row_run(b, b->page_size, &row);
+		storm_print(region, b, &row, selected[0] ? &ref : NULL);
+		if (selected[0] && !ref.skipped && !row.skipped) {
+			vs4k[i] = row.median.min / ref.median.min;
+			bench_data("ratio", "punch-median-hugetlb/4K-%s %.4f", region, vs4k[i]);
+		}
+		free(ref.best);
+		free(row.best);
+	}
+	printf("region: a guest_memfd of one 2M or 1G hugepage, private memory of a guest that wrote\n"
+	       "all of it first (mapped: KVM mappings then); during the storm a vCPU re-touches the\n"
+	       "%d subpages %d past the cursor, so each punch zaps and flushes a live mapping.\n"
+	       "first, final: the first and the last punch, fastest; median: of all but the final\n"
+	       "punch, lowest, and spread of the medians; total: the storm, fastest; med/4K, tot/4K:\n"
+	       "against the 4K guest_memfd row; returned: the punch after which the pool had its\n"
+	       "hugepage back; cb: kvm_gmem_invalidate callbacks (punch, release, free/order of the\n"
+	       "last free) of the first, traced repetition; vcpu:pf: KVM page faults during the storm\n"
+	       "and the vCPU's touches then; waits: punches that waited for the vCPU's access\n",
+	       STORM_WINDOW, STORM_MARGIN);
+	for (i = 1; i < NR_BACKINGS; i++) {
+		if (vs4k[i])
+			printf("per punch, hugetlb / 4K guest_memfd (median), %s region: %.3f\n",
+			       backings[i].page_size == SZ_1G ? "1G" : "2M", vs4k[i]);
+	}
+}
+
+/* ------------------------------------------------------------------------ */
+/* meta                                                                     */
+/* ------------------------------------------------------------------------ */
+
+static void bench_meta(void)
+{
+	struct kvm_vm *vm = gmem_vm_create_barebones();
+	struct gmem_fdinfo created, allocated, holed;
+	u64 gib, off;
+	int i, j, fd;
+
+	printf("\n== meta: hugetlb metadata of a guest_memfd, bytes per GiB of file\n"
+	       "   (fdinfo hugetlb_metadata_bytes: what the kernel's allocators allocated)\n");
+	printf("%-15s %4s %10s %12s %12s %8s\n", "backing", "GiB", "created", "fallocated",
+	       "4K-holed", "maps");
+	for (i = 1; i < NR_BACKINGS; i++) {
+		const struct backing *b = &backings[i];
+
+		if (!selected[i])
+			continue;
+		/* The largest size that fits, 1 GiB without a size list. */
+		for (j = nr_sizes - 1; j >= -1; j--) {
+			gib = j >= 0 ? sizes_gib[j] : 1;
+			if (unusable(b, gib << 30))
+				continue;
+			fd = vm_create_guest_memfd_backing(vm, gib << 30, gmem_backing(b));
+			gmem_fdinfo_read(fd, &created);
+			gmem_allocate(fd, 0, gib << 30);
+			gmem_fdinfo_read(fd, &allocated);
+			for (off = 0; off < gib << 30; off += b->page_size)
+				gmem_punch(fd, off, SZ_4K);
+			gmem_fdinfo_read(fd, &holed);
+			close(fd);
+			printf("%-15s %4lu %10lu %12lu %12lu %8ld\n", b->name, gib,
+			       created.metadata_bytes / gib, allocated.metadata_bytes / gib,
+			       holed.metadata_bytes / gib,
+			       holed.has_subpage_maps ? (long)holed.subpage_maps : -1L);
+			bench_data("meta", "%s %lu %lu %lu %lu", b->label, gib,
+				   created.metadata_bytes / gib, allocated.metadata_bytes / gib,
+				   holed.metadata_bytes / gib);
+			break;
+		}
+	}
+	printf("created: after KVM_CREATE_GUEST_MEMFD; fallocated: after fallocate() of it all;\n"
+	       "4K-holed: after punching one 4K subpage of every hugepage; maps: subpage maps\n"
+	       "then (-1: not in fdinfo); xarray nodes are not counted\n");
+	kvm_vm_free(vm);
+}
+
+/* ------------------------------------------------------------------------ */
+
+static void help(const char *name)
+{
+	printf("usage: %s [-h] [-p] [-V] [-s sections] [-b backings] [-m MiB] [-n GiB,...] [-r N]\n\n",
+	       name);
+	printf(" -s: sections among touch, falloc (or alloc), punch, meta (default: all)\n"
+	       " -b: backings among 4k, 2m, 1g (default: all)\n"
+	       " -m: memory of the touch table in MiB, rounded up to GiB (default: 1024)\n"
+	       " -n: file sizes in GiB of the growing rows (default: 1,2,4; empty: none)\n"
+	       " -r: repetitions of each timed row, the fastest is shown (default: 3)\n"
+	       " -V: punch storms with the vCPU stopped (it still touches the memory first)\n"
+	       " -p: also print the numbers as \"bench-data: TABLE ...\" lines\n");
+}
+
+static bool in_list(const char *list, const char *word)
+{
+	size_t len = strlen(word);
+	const char *p;
+
+	for (p = list; (p = strstr(p, word)); p += len) {
+		if ((p == list || p[-1] == ',') && (!p[len] || p[len] == ','))
+			return true;
+	}
+	return false;
+}
+
+int main(int argc, char *argv[])
+{
+	const char *sections = "touch,falloc,punch,meta", *list;
+	char *end;
+	int i, opt;
+
+	for (i = 0; i < NR_BACKINGS; i++)
+		selected[i] = true;
+	while ((opt = getopt(argc, argv, "hpVs:b:m:n:r:")) != -1) {
+		switch (opt) {
+		case 's':
+			sections = optarg;
+			break;
+		case 'b':
+			for (i = 0; i < NR_BACKINGS; i++)
+				selected[i] = in_list(optarg, backings[i].option);
+			break;
+		case 'm':
+			touch_size = align_up((u64)atoi_positive("MiB", optarg) << 20, SZ_1G);
+			break;
+		case 'n':
+			for (nr_sizes = 0, list = optarg; *list && nr_sizes < MAX_SIZES; list = end) {
+				sizes_gib[nr_sizes] = strtoull(list, &end, 10);
+				TEST_ASSERT(end != list && sizes_gib[nr_sizes], "bad size list '%s'",
+					    optarg);
+				nr_sizes++;
+				end += *end == ',';
+			}
+			break;
+		case 'r':
+			reps = atoi_positive("repetitions", optarg);
+			break;
+		case 'p':
+			plot_data = true;
+			break;
+		case 'V':
+			storm_idle = true;
+			break;
+		case 'h':
+		default:
+			help(argv[0]);
+			exit(opt == 'h' ? 0 : KSFT_FAIL);
+		}
+	}
+
+	TEST_REQUIRE(kvm_has_cap(KVM_CAP_GUEST_MEMFD));
+	TEST_REQUIRE(sw_protected_vm_supported());
+
+	/* A line at a time: the output goes through a serial console. */
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	bench_data("info", "reps %d", reps);
+	if (in_list(sections, "touch"))
+		bench_touch();
+	if (in_list(sections, "falloc") || in_list(sections, "alloc"))
+		bench_falloc();
+	if (in_list(sections, "punch"))
+		bench_punch();
+	if (in_list(sections, "meta"))
+		bench_meta();
+	return 0;
+}

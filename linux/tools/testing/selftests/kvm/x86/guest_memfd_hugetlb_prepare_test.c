@@ -1,0 +1,664 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * The preparation and invalidation contract of hugetlb guest_memfd, seen
+ * through the kvm:kvm_gmem_prepare and kvm:kvm_gmem_invalidate tracepoints.
+ *
+ * Memory becomes private in naturally aligned blocks inside one folio: a
+ * fault prepares what is not prepared yet of the block KVM maps (the
+ * largest of the folio, 2M and 4K that has no punched subpage, lies in the
+ * memslot and is aligned like the gpa), as the fewest blocks; a partial
+ * punch reclaims what it covers that was prepared ("punch"), a punch that
+ * empties the folio and close reclaim what is left ("release") before the
+ * final whole-folio call ("free").  fallocate() prepares nothing.
+ *
+ * Each case runs a list of operations on a file and on a model of that
+ * contract, page by page, and compares the exact sequence of events with
+ * the model's; every sequence also goes through a page-by-page check of
+ * the contract: each pfn alternates private and reclaimed, and a folio is
+ * freed with nothing of it private.  KVM_PRE_FAULT_MEMORY maps private
+ * memory without running the vCPU, so that faults are exact; two cases
+ * run a guest instead and check the mapping levels of a round trip too.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/mman.h>
+
+#include <linux/mman.h>
+
+#include "gmem_hugetlb.h"
+#include "kvm_util.h"
+#include "processor.h"
+#include "test_util.h"
+#include "ucall_common.h"
+
+#include "kselftest_harness.h"
+
+#define PMD_ORDER	9
+#define PUD_ORDER	18
+
+/* A second memslot of the same file, 1G aligned. */
+#define SECOND_GPA	(8ULL << 30)
+#define SECOND_SLOT	11
+
+/* ------------------------------------------------------------------------ */
+/* The model                                                                */
+/* ------------------------------------------------------------------------ */
+
+struct model_slot {
+	u64 gfn, pgoff, npages;
+};
+
+struct model {
+	u64 folio_pages, nr_folios;
+	unsigned int folio_order;
+	/* Per folio: allocated, and its punched and prepared pages. */
+	bool *folio;
+	u64 *nr_punched, *nr_prepared;
+	/* Per page. */
+	u8 *punched, *prepared;
+	struct model_slot slot[2];
+	int nr_slots;
+	struct gmem_events want;
+};
+
+static void model_init(struct model *m, u64 folio_pages, u64 nr_folios)
+{
+	u64 pages = folio_pages * nr_folios;
+
+	memset(m, 0, sizeof(*m));
+	m->folio_pages = folio_pages;
+	m->nr_folios = nr_folios;
+	m->folio_order = __builtin_ctzl(folio_pages);
+	m->folio = calloc(nr_folios, sizeof(*m->folio));
+	m->nr_punched = calloc(nr_folios, sizeof(*m->nr_punched));
+	m->nr_prepared = calloc(nr_folios, sizeof(*m->nr_prepared));
+	m->punched = calloc(pages, 1);
+	m->prepared = calloc(pages, 1);
+	TEST_ASSERT(m->folio && m->nr_punched && m->nr_prepared && m->punched &&
+		    m->prepared, "out of memory");
+}
+
+static void model_destroy(struct model *m)
+{
+	free(m->folio);
+	free(m->nr_punched);
+	free(m->nr_prepared);
+	free(m->punched);
+	free(m->prepared);
+	gmem_events_free(&m->want);
+}
+
+static void set_punched(struct model *m, u64 i, bool v)
+{
+	m->nr_punched[i / m->folio_pages] += (int)v - m->punched[i];
+	m->punched[i] = v;
+}
+
+static void set_prepared(struct model *m, u64 i, bool v)
+{
+	m->nr_prepared[i / m->folio_pages] += (int)v - m->prepared[i];
+	m->prepared[i] = v;
+}
+
+/* The maximal runs of prepared (@val) or unprepared pages in [s, e). */
+static void model_runs(struct model *m, enum gmem_event_kind kind, u64 s, u64 e, u8 val)
+{
+	u64 run, i;
+
+	while (s < e) {
+		if (m->prepared[s] != val) {
+			s++;
+			continue;
+		}
+		for (run = s; run < e && m->prepared[run] == val; run++)
+			;
+		gmem_events_add_blocks(&m->want, kind, s, run);
+		for (i = s; i < run; i++)
+			set_prepared(m, i, !val);
+		s = run;
+	}
+}
+
+static void model_free(struct model *m, u64 f)
+{
+	u64 s = f * m->folio_pages, e = s + m->folio_pages, i;
+
+	model_runs(m, GMEM_RELEASE, s, e, 1);
+	gmem_events_add(&m->want, GMEM_FREE, s, m->folio_order);
+	for (i = s; i < e; i++)
+		set_punched(m, i, 0);
+	m->folio[f] = false;
+}
+
+/* Allocate the folio of @i if it has none, and refill @i if punched. */
+static void model_get(struct model *m, u64 i)
+{
+	u64 f = i / m->folio_pages;
+
+	m->folio[f] = true;
+	set_punched(m, i, 0);
+}
+
+/* fallocate() of pages [s, e). */
+static void model_alloc(struct model *m, u64 s, u64 e)
+{
+	for (; s < e; s++)
+		model_get(m, s);
+}
+
+/* PUNCH_HOLE of pages [s, e). */
+static void model_punch(struct model *m, u64 s, u64 e)
+{
+	u64 f, fs, fe, i, left;
+
+	for (f = s / m->folio_pages; f < m->nr_folios && f * m->folio_pages < e; f++) {
+		fs = max(s, f * m->folio_pages);
+		fe = min(e, (f + 1) * m->folio_pages);
+		if (!m->folio[f])
+			continue;
+		/* Subpages in use that the punch leaves. */
+		left = m->folio_pages - m->nr_punched[f];
+		for (i = fs; i < fe; i++)
+			left -= !m->punched[i];
+		if (!left) {
+			model_free(m, f);
+			continue;
+		}
+		model_runs(m, GMEM_PUNCH, fs, fe, 1);
+		for (i = fs; i < fe; i++)
+			set_punched(m, i, 1);
+	}
+}
+
+static void model_close(struct model *m)
+{
+	u64 f;
+
+	for (f = 0; f < m->nr_folios; f++) {
+		if (m->folio[f])
+			model_free(m, f);
+	}
+}
+
+static const struct model_slot *model_slot_of(struct model *m, u64 i)
+{
+	int k;
+
+	for (k = 0; k < m->nr_slots; k++) {
+		if (i >= m->slot[k].pgoff && i < m->slot[k].pgoff + m->slot[k].npages)
+			return &m->slot[k];
+	}
+	TEST_FAIL("page 0x%lx is in no memslot", i);
+	return NULL;
+}
+
+/* Whether KVM may map @i with a block of @order. */
+static bool block_ok(struct model *m, const struct model_slot *sl, u64 i,
+		     unsigned int order)
+{
+	u64 misalign = sl->gfn ^ sl->pgoff, s = i & ~((1ULL << order) - 1), j;
+
+	if (order > m->folio_order || (misalign && order > __builtin_ctzl(misalign)))
+		return false;
+	if (s < sl->pgoff || s + (1ULL << order) > sl->pgoff + sl->npages)
+		return false;
+	if (order == m->folio_order)
+		return !m->nr_punched[i / m->folio_pages];
+	for (j = s; j < s + (1ULL << order); j++) {
+		if (m->punched[j])
+			return false;
+	}
+	return true;
+}
+
+/* A private fault on page @i: prepares the rest of its block; its end. */
+static u64 model_fault(struct model *m, u64 i)
+{
+	static const unsigned int orders[] = { PUD_ORDER, PMD_ORDER, 0 };
+	const struct model_slot *sl = model_slot_of(m, i);
+	u64 f = i / m->folio_pages, s;
+	unsigned int order = 0;
+	int k;
+
+	model_get(m, i);
+	for (k = 0; k < ARRAY_SIZE(orders); k++) {
+		order = orders[k];
+		if (block_ok(m, sl, i, order))
+			break;
+	}
+	s = i & ~((1ULL << order) - 1);
+	if (m->nr_prepared[f] < m->folio_pages)
+		model_runs(m, GMEM_PREPARE, s, s + (1ULL << order), 0);
+	return s + (1ULL << order);
+}
+
+static gpa_t model_gpa(struct model *m, u64 i)
+{
+	const struct model_slot *sl = model_slot_of(m, i);
+
+	return (sl->gfn + i - sl->pgoff) * SZ_4K;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Cases                                                                    */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * A place in the file: @q quarters of a folio, @l pages of the next KVM
+ * mapping level below the folio's (4K for a 2M folio, 2M for a 1G one),
+ * and @p 4K pages.
+ */
+struct pos {
+	int q, l, p;
+};
+
+#define P(q, l, p)	{ q, l, p }
+/* A page inside a 2M block in the middle of the folio. */
+#define X(d)		P(2, 0, 133 + (d))
+
+enum op_kind { PREFAULT, ALLOC, PUNCH, SHARED, PRIVATE, SLOT2 };
+
+struct op {
+	enum op_kind kind;
+	struct pos at, len;
+};
+
+struct prep_case {
+	int folios;
+	/* The first memslot binds [slot_at, + slot_len), all if 0. */
+	struct pos slot_at, slot_len;
+	/* Reuse a pool page that anonymous hugetlb memory left dirty. */
+	bool reused_page;
+	struct op ops[24];
+};
+
+static u64 pages_of(struct pos p, u64 folio_pages)
+{
+	const u64 level = folio_pages > 512 ? 512 : 1;
+
+	return (s64)p.q * (s64)(folio_pages / 4) + (s64)p.l * level + p.p;
+}
+
+FIXTURE(gmem_prepare) {
+	struct hugetlb_pool base;
+	struct gmem_guest g;
+	struct model m;
+};
+
+FIXTURE_VARIANT(gmem_prepare) {
+	size_t page_size;
+};
+
+FIXTURE_VARIANT_ADD(gmem_prepare, 2M) {
+	.page_size = SZ_2M,
+};
+
+FIXTURE_VARIANT_ADD(gmem_prepare, 1G) {
+	.page_size = SZ_1G,
+};
+
+FIXTURE_SETUP(gmem_prepare)
+{
+	struct guest_memfd_backing b = guest_memfd_hugetlb_backing(variant->page_size);
+	struct kvm_vm *vm;
+	bool valid;
+
+	if (!sw_protected_vm_supported())
+		SKIP(return, "no KVM_X86_SW_PROTECTED_VM");
+	vm = gmem_vm_create_barebones();
+	valid = vm_guest_memfd_backing_valid(vm, b);
+	kvm_vm_free(vm);
+	if (!valid)
+		SKIP(return, "no %zukB hugetlb guest_memfd", variant->page_size >> 10);
+	if (!kvm_has_cap(KVM_CAP_PRE_FAULT_MEMORY))
+		SKIP(return, "no KVM_PRE_FAULT_MEMORY");
+	if (!gmem_trace_available(GMEM_TRACE_PREPARE | GMEM_TRACE_INVALIDATE))
+		SKIP(return, "no kvm_gmem_prepare and kvm_gmem_invalidate tracepoints");
+	ASSERT_TRUE(hugetlb_pool_read(variant->page_size, &self->base));
+	self->g.fd = -1;
+}
+
+FIXTURE_TEARDOWN(gmem_prepare)
+{
+	gmem_trace_stop();
+	if (self->g.vm)
+		gmem_guest_destroy(&self->g);
+	model_destroy(&self->m);
+}
+
+/* Leave a dirty page in the pool: hugetlb memory written and unmapped. */
+static void dirty_pool_page(size_t page_size)
+{
+	const int flags = MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB |
+			  (__builtin_ctzl(page_size) << MAP_HUGE_SHIFT);
+	char *p = mmap(NULL, page_size, PROT_READ | PROT_WRITE, flags, -1, 0);
+
+	TEST_ASSERT(p != MAP_FAILED, "mmap(MAP_HUGETLB): %s", strerror(errno));
+	memset(p, 0xaa, SZ_4K);
+	kvm_munmap(p, page_size);
+}
+
+/*
+ * Close the guest and its file, then compare the trace with the model's
+ * events, and check it against the contract.
+ */
+static void __finish(struct __test_metadata *_metadata, struct gmem_guest *g,
+		     struct model *m, size_t page_size, const struct hugetlb_pool *base)
+{
+	struct gmem_events seen = {};
+	u64 lost;
+
+	gmem_guest_destroy(g);
+	model_close(m);
+	lost = gmem_trace_read(&seen);
+	gmem_trace_stop();
+	ASSERT_EQ(0, lost) TH_LOG("the trace buffer lost %lu events", lost);
+	gmem_events_assert_contract(&seen, m->folio_pages, m->folio_pages * m->nr_folios,
+				    true);
+	gmem_events_assert_equal(&m->want, &seen);
+	ksft_print_msg("%zu events as expected\n", seen.nr);
+	gmem_events_free(&seen);
+	hugetlb_pool_assert(page_size, base, 0, 0, "closed");
+}
+
+static void run_case(struct __test_metadata *_metadata, FIXTURE_DATA(gmem_prepare) *self,
+		     size_t page_size, const struct prep_case *c)
+{
+	const u64 n = page_size / SZ_4K;
+	const u64 slot_at = pages_of(c->slot_at, n);
+	const u64 slot_len = pages_of(c->slot_len, n) ?: c->folios * n - slot_at;
+	const struct gmem_guest_args args = {
+		.backing = guest_memfd_hugetlb_backing(page_size),
+		.file_size = c->folios * page_size,
+		.offset = slot_at * SZ_4K,
+		.slot_size = slot_len * SZ_4K,
+		.unmapped = true,
+	};
+	struct gmem_guest *g = &self->g;
+	struct model *m = &self->m;
+	u64 s, e, i;
+	int k;
+
+	if (hugetlb_pool_unreserved(&self->base) < c->folios)
+		SKIP(return, "need %d unreserved hugepages", c->folios);
+	if (c->reused_page)
+		dirty_pool_page(page_size);
+
+	model_init(m, n, c->folios);
+	m->slot[m->nr_slots++] = (struct model_slot){ GMEM_GUEST_GPA / SZ_4K, slot_at, slot_len };
+	gmem_guest_create(g, NULL, &args);
+	gmem_trace_start(GMEM_TRACE_PREPARE | GMEM_TRACE_INVALIDATE);
+
+	for (k = 0; k < ARRAY_SIZE(c->ops); k++) {
+		const struct op *op = &c->ops[k];
+
+		s = pages_of(op->at, n);
+		e = s + pages_of(op->len, n);
+		if (e == s)
+			break;
+		switch (op->kind) {
+		case PREFAULT:
+			vcpu_pre_fault(g->vcpu, model_gpa(m, s), (e - s) * SZ_4K);
+			for (i = s; i < e; )
+				i = model_fault(m, i);
+			break;
+		case ALLOC:
+			gmem_allocate(g->fd, s * SZ_4K, (e - s) * SZ_4K);
+			model_alloc(m, s, e);
+			break;
+		case PUNCH:
+			gmem_punch(g->fd, s * SZ_4K, (e - s) * SZ_4K);
+			model_punch(m, s, e);
+			break;
+		case SHARED:
+			vm_mem_set_shared(g->vm, model_gpa(m, s), (e - s) * SZ_4K);
+			break;
+		case PRIVATE:
+			vm_mem_set_private(g->vm, model_gpa(m, s), (e - s) * SZ_4K);
+			break;
+		case SLOT2:
+			vm_mem_add(g->vm, VM_MEM_SRC_ANONYMOUS, SECOND_GPA, SECOND_SLOT,
+				   e - s, KVM_MEM_GUEST_MEMFD, g->fd, s * SZ_4K);
+			vm_mem_set_private(g->vm, SECOND_GPA, (e - s) * SZ_4K);
+			m->slot[m->nr_slots++] = (struct model_slot){ SECOND_GPA / SZ_4K, s, e - s };
+			break;
+		}
+	}
+	__finish(_metadata, g, m, page_size, &self->base);
+}
+
+#define PREPARE_CASE(name, ...)							\
+TEST_F_TIMEOUT(gmem_prepare, name, 180)						\
+{										\
+	static const struct prep_case c = { __VA_ARGS__ };			\
+										\
+	run_case(_metadata, self, variant->page_size, &c);			\
+}
+
+/* The whole folio: one block of its order. */
+PREPARE_CASE(prefault_whole_folio, 1, .ops = {
+	{ PREFAULT, P(0, 0, 0), P(4, 0, 0) },
+	{ PREFAULT, X(0), P(0, 0, 1) },
+})
+
+/* A pool page that anonymous hugetlb memory used is prepared all the same. */
+PREPARE_CASE(reused_pool_page_is_prepared, 1, .reused_page = true, .ops = {
+	{ PREFAULT, P(0, 0, 0), P(4, 0, 0) },
+})
+
+/* fallocate() prepares nothing, and nothing unprepared is reclaimed. */
+PREPARE_CASE(allocate_prepares_nothing, 1, .ops = {
+	{ ALLOC, P(0, 0, 0), P(4, 0, 0) },
+	{ PUNCH, X(0), P(0, 0, 1) },
+})
+
+/* A 4K punch, then a fault on it: that page alone is prepared again. */
+PREPARE_CASE(punch_then_refault, 1, .ops = {
+	{ PREFAULT, P(0, 0, 0), P(4, 0, 0) },
+	{ PUNCH, X(0), P(0, 0, 1) },
+	{ PREFAULT, X(0), P(0, 0, 1) },
+	{ PREFAULT, X(-1), P(0, 0, 3) },
+})
+
+/*
+ * Punch, refill, punch one subpage: refilled by fallocate() it is not
+ * prepared, so its second punch reclaims nothing; refilled by a fault it
+ * is, and is reclaimed again.
+ */
+PREPARE_CASE(punch_refill_punch, 1, .ops = {
+	{ PREFAULT, P(0, 0, 0), P(4, 0, 0) },
+	{ PUNCH, X(0), P(0, 0, 1) },
+	{ ALLOC, X(0), P(0, 0, 1) },
+	{ PUNCH, X(0), P(0, 0, 1) },
+	{ PUNCH, X(2), P(0, 0, 1) },
+	{ PREFAULT, X(2), P(0, 0, 1) },
+	{ PUNCH, X(2), P(0, 0, 1) },
+	{ ALLOC, X(0), P(0, 0, 1) },
+})
+
+/* private -> shared (the VMM punches) -> private of one 4K page. */
+PREPARE_CASE(convert_round_trip, 1, .ops = {
+	{ PREFAULT, P(0, 0, 0), P(4, 0, 0) },
+	{ SHARED, X(0), P(0, 0, 1) },
+	{ PUNCH, X(0), P(0, 0, 1) },
+	{ PRIVATE, X(0), P(0, 0, 1) },
+	{ PREFAULT, P(0, 0, 0), P(4, 0, 0) },
+})
+
+/* What is prepared of a punched folio is released as the fewest blocks. */
+PREPARE_CASE(close_with_hole, 1, .ops = {
+	{ PREFAULT, P(0, 0, 0), P(4, 0, 0) },
+	{ PUNCH, X(0), P(0, 0, 1) },
+})
+
+/*
+ * A memslot whose gpa is misaligned with its file offset by one level
+ * below the folio's: blocks of that level at most; then a second, aligned
+ * memslot of the rest prepares only the rest.
+ */
+PREPARE_CASE(misaligned_memslot, 1, .slot_at = P(0, 1, 0), .ops = {
+	{ PREFAULT, P(0, 1, 0), P(4, -1, 0) },
+	{ SLOT2, P(0, 0, 0), P(0, 1, 0) },
+	{ PREFAULT, P(0, 0, 0), P(0, 1, 0) },
+})
+
+/* A memslot smaller than the folio: only blocks inside the memslot. */
+PREPARE_CASE(memslot_inside_folio, 1, .slot_len = P(2, 0, 1), .ops = {
+	{ PREFAULT, P(0, 0, 0), P(2, 0, 1) },
+})
+
+/*
+ * Punches, refills and faults over two folios: overlapping punches, a
+ * refill inside a hole, a punch across the folios, a folio emptied by
+ * partial punches (released, not punched) and allocated again.
+ */
+PREPARE_CASE(punch_and_refill_sequence, 2, .ops = {
+	{ ALLOC, P(0, 0, 0), P(8, 0, 0) },
+	{ PREFAULT, P(0, 0, 0), P(8, 0, 0) },
+	{ PUNCH, P(6, 0, 0), P(1, 0, 0) },
+	{ PUNCH, P(4, 0, 1), P(0, 0, 2) },
+	{ PUNCH, P(6, 0, -2), P(1, 0, 4) },
+	{ ALLOC, P(6, 0, 0), P(0, 0, 1) },
+	{ PREFAULT, P(6, 0, 0), P(0, 0, 1) },
+	{ PUNCH, P(6, 0, 0), P(0, 0, 16) },
+	{ PUNCH, P(0, 0, 1), P(4, 0, -1) },
+	{ PUNCH, P(0, 0, 0), P(0, 0, 1) },
+	{ ALLOC, P(2, 0, 0), P(0, 0, 1) },
+	{ PREFAULT, P(2, 0, 0), P(0, 0, 1) },
+	{ PUNCH, P(1, 0, 0), P(1, 0, 0) },
+	{ PUNCH, P(0, 0, 0), P(4, 0, 0) },
+	{ ALLOC, P(0, 0, 0), P(0, 0, 1) },
+	{ PREFAULT, P(0, 0, 0), P(0, 0, 1) },
+	{ PUNCH, P(4, 0, -2), P(0, 0, 4) },
+	{ ALLOC, P(0, 0, 0), P(4, 0, 0) },
+	{ PREFAULT, P(0, 0, 0), P(4, 0, 0) },
+	{ PUNCH, P(0, 0, 0), P(0, 0, 1) },
+	{ PUNCH, P(0, 0, 1), P(4, 0, -1) },
+})
+
+/* ------------------------------------------------------------------------ */
+/* A round trip with a running guest                                        */
+/* ------------------------------------------------------------------------ */
+
+#define TOUCH_NONE	(~0ULL)
+
+/* What guest_touch_code() touches: all of it but @touch_skip, or one page. */
+static u64 touch_gpa, touch_size, touch_skip, touch_only;
+
+static void guest_touch_code(void)
+{
+	u64 stage, off;
+
+	for (stage = 1;; stage++) {
+		if (READ_ONCE(touch_only) != TOUCH_NONE) {
+			WRITE_ONCE(*(u64 *)(touch_gpa + touch_only), stage);
+		} else {
+			for (off = 0; off < READ_ONCE(touch_size); off += SZ_4K) {
+				if (off != READ_ONCE(touch_skip))
+					WRITE_ONCE(*(u64 *)(touch_gpa + off), stage);
+			}
+		}
+		GUEST_SYNC(stage);
+	}
+}
+
+/*
+ * The guest's next pass, and the model's faults for it: a page faults
+ * unless an earlier fault of the pass mapped it.
+ */
+static void touch(struct gmem_guest *g, struct model *m, u64 *stage, u64 skip,
+		  u64 only)
+{
+	u64 i;
+
+	touch_skip = skip;
+	touch_only = only;
+	sync_global_to_guest(g->vm, touch_skip);
+	sync_global_to_guest(g->vm, touch_only);
+	gmem_guest_run(g->vcpu, ++*stage);
+	if (only != TOUCH_NONE) {
+		model_fault(m, only / SZ_4K);
+		return;
+	}
+	for (i = 0; i < m->folio_pages; )
+		i = i == skip / SZ_4K ? i + 1 : model_fault(m, i);
+}
+
+/*
+ * A private -> shared -> private round trip of one 4K page of a folio the
+ * guest mapped whole, as the guest and a VMM do it: the VMM punches the
+ * page made shared, the guest goes on with the rest (mapped smaller around
+ * the hole), and the private page is refilled by the guest's fault on it
+ * or by fallocate().  Either way the refill zaps the small mappings, the
+ * next pass maps the folio whole again even if it doesn't touch that page,
+ * and the page alone is prepared again.
+ */
+static void round_trip(struct __test_metadata *_metadata,
+		       FIXTURE_DATA(gmem_prepare) *self, size_t hpage, bool by_fault)
+{
+	const u64 x = pages_of((struct pos)X(0), hpage / SZ_4K) * SZ_4K;
+	const struct gmem_guest_args args = { guest_memfd_hugetlb_backing(hpage), hpage };
+	struct mapping_levels whole, holed, now;
+	struct gmem_guest *g = &self->g;
+	struct model *m = &self->m;
+	u64 stage = 0;
+	char lv[96];
+
+	if (!hugetlb_pool_unreserved(&self->base))
+		SKIP(return, "need an unreserved hugepage");
+	model_init(m, hpage / SZ_4K, 1);
+	m->slot[m->nr_slots++] = (struct model_slot){ GMEM_GUEST_GPA / SZ_4K, 0, hpage / SZ_4K };
+	gmem_guest_create(g, guest_touch_code, &args);
+	touch_gpa = g->gpa;
+	touch_size = hpage;
+	sync_global_to_guest(g->vm, touch_gpa);
+	sync_global_to_guest(g->vm, touch_size);
+	gmem_trace_start(GMEM_TRACE_PREPARE | GMEM_TRACE_INVALIDATE);
+
+	/* Twice, so that the guest's own pages are mapped for the counts. */
+	touch(g, m, &stage, TOUCH_NONE, TOUCH_NONE);
+	touch(g, m, &stage, TOUCH_NONE, TOUCH_NONE);
+	mapping_levels_read(g->vm, &whole);
+
+	vm_mem_set_shared(g->vm, g->gpa + x, SZ_4K);
+	gmem_punch(g->fd, x, SZ_4K);
+	model_punch(m, x / SZ_4K, x / SZ_4K + 1);
+	touch(g, m, &stage, x, TOUCH_NONE);
+	mapping_levels_read(g->vm, &holed);
+	ASSERT_LT(mapping_levels_pages(&holed, hpage), mapping_levels_pages(&whole, hpage))
+		TH_LOG("mapped whole around the hole");
+
+	vm_mem_set_private(g->vm, g->gpa + x, SZ_4K);
+	if (by_fault) {
+		touch(g, m, &stage, TOUCH_NONE, x);
+	} else {
+		gmem_allocate(g->fd, x, SZ_4K);
+		model_alloc(m, x / SZ_4K, x / SZ_4K + 1);
+		mapping_levels_read(g->vm, &now);
+		ASSERT_TRUE(now.pages_4k == whole.pages_4k &&
+			    now.pages_2m == whole.pages_2m - (hpage == SZ_2M))
+			TH_LOG("the refill left small mappings (%s)",
+			       mapping_levels_str(&whole, &now, lv, sizeof(lv)));
+	}
+	touch(g, m, &stage, x, TOUCH_NONE);
+	mapping_levels_read(g->vm, &now);
+	ASSERT_TRUE(!memcmp(&now, &whole, sizeof(now)))
+		TH_LOG("not mapped as before the round trip (%s)",
+		       mapping_levels_str(&whole, &now, lv, sizeof(lv)));
+	__finish(_metadata, g, m, hpage, &self->base);
+}
+
+TEST_F_TIMEOUT(gmem_prepare, round_trip_refilled_by_fault, 180)
+{
+	round_trip(_metadata, self, variant->page_size, true);
+}
+
+TEST_F_TIMEOUT(gmem_prepare, round_trip_refilled_by_fallocate, 180)
+{
+	round_trip(_metadata, self, variant->page_size, false);
+}
+
+TEST_HARNESS_MAIN
