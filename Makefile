@@ -1,22 +1,22 @@
 # SPDX-License-Identifier: GPL-2.0
-# HugeTLB-backed KVM guest_memfd: build, boot and test the patched kernel.
-# See README.md.
+# HugeTLB-backed KVM guest_memfd for Linux 7.3: build, boot and test the
+# patched kernel.  See README.md.
 
-.PHONY: all build kernel selftests run bench test check check-series prepare \
-	series edit save clean distclean help
+.PHONY: all build kernel selftests bench-kernel run bench test check-series \
+	prepare series edit save clean distclean help
 
 all: build
 
 help:
 	@sed -n 's/^## //p' $(MAKEFILE_LIST)
 
-## build      prepare build/src (Debian linux-source-6.12 + the series in patches/),
-##            build the kernel (tinyconfig + configs/hugetlb-gmem.config, ccache)
-##            and the static selftests
+## build      prepare build/src (Debian's linux-source-7.3 + series/ + linux/),
+##            build the test kernel (tinyconfig + configs/hugetlb-gmem.config,
+##            ccache, build/obj) and the static selftests (build/sel)
 build:
 	scripts/build.sh all
 
-## kernel     only the kernel
+## kernel     only the test kernel
 kernel:
 	scripts/build.sh kernel
 
@@ -24,59 +24,61 @@ kernel:
 selftests:
 	scripts/build.sh selftests
 
+## bench-kernel  the benchmark kernel: the same without the debug options
+##            (configs/bench.config), in build/obj-bench
+bench-kernel:
+	scripts/build.sh bench
+
+## prepare    only build/src = pristine 7.3 + the series (incremental)
+prepare:
+	scripts/deps.sh
+	python3 scripts/prepare.py
+
+## run        build the benchmark kernel and the selftests, boot, show the
+##            feature: hugetlb pools, KVM capabilities, and a short
+##            guest_memfd_hugetlb_bench when the series has it
+run: bench-kernel selftests
+	scripts/bench --run
+
+## bench      the same boot running every section of guest_memfd_hugetlb_bench
+##            (not a test)
+bench: bench-kernel selftests
+	scripts/bench
+
+## test       host checks + every VM test in two VMs, TAP,
+##            "N passed, N failed, N skipped"
+test:
+	scripts/run-tests
+
 ## series     write the reviewer's series to build/series: git format-patch
-##            of patches/ with 0000-cover-letter.patch
+##            with 0000-cover-letter.patch (series/cover-letter.txt)
 series:
 	scripts/deps.sh
-	scripts/series format
+	python3 scripts/series.py format
 
-## check-series  make series, then: it applies with git am to the pristine
-##            tree, no patch deletes what an earlier one added, checkpatch
-##            --strict, and every patch builds on its own (kernel, KVM with
+## check-series  make series, then: git am onto pristine 7.3, no patch deletes
+##            what an earlier one added, the size rule, checkpatch --strict,
+##            and every patch builds on its own (kernel, KVM with
 ##            KVM_AMD_SEV, selftests for patches touching tools/; build/check)
 check-series:
 	scripts/deps.sh
 	scripts/check-series
 
-## edit       P=N: stop at patch N of the series in build/git (a git tree of
-##            the pristine source with the series applied) to edit its files;
-##            without P, just (re)apply the series there
+## edit       build/git = pristine 7.3 + one commit per series patch, on
+##            branch series; P=N stops a rebase at patch N to edit it
 edit:
 	scripts/deps.sh
-	scripts/series edit $(P)
+	python3 scripts/series.py edit $(P)
 
-## save       fold the edits made in build/git (the stopped patch, and any
-##            "git commit --fixup" commits) into the series in patches/
+## save       fold the commits and fixups made in build/git back into
+##            series/*.patch (upstream diffs) and linux/ (new files)
 save:
-	scripts/series save
-
-## prepare    only unpack/patch build/src
-prepare:
-	scripts/deps.sh
-	python3 scripts/prepare_tree.py
-
-## run        build if needed, boot, and show the feature working: a guest
-##            touching 1 GiB on 4K/2M/1G backing, a 4K punch storm over a
-##            2M and a 1G hugepage, metadata (guest_memfd_hugetlb_bench)
-run: build
-	scripts/bench -s touch,punch,meta -n '' -r 1
-
-## bench      build if needed, boot, and run every benchmark section
-##            (DESIGN section 7: ratios side by side in one run); not a test
-bench: build
-	scripts/bench
-
-## test       host checks + every VM test, TAP, "N passed, N failed, N skipped"
-test:
-	scripts/run-tests
-
-## check      checkpatch.pl --strict over the series in patches/
-check: prepare
-	scripts/check
+	python3 scripts/series.py save
 
 ## clean      remove kernel objects and selftests (keeps build/src, build/git)
 clean:
-	rm -rf build/obj build/sel build/vmrun
+	rm -rf build/obj build/obj-bench build/obj-sev build/sel build/vmrun \
+		build/vmtest build/check/obj build/check/obj-sev build/check/sel
 
 ## distclean  remove all of build/
 distclean:

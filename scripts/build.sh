@@ -1,8 +1,15 @@
 #!/bin/bash
 # SPDX-License-Identifier: GPL-2.0
 # Build the patched kernel and the static selftests, incrementally.
-#   scripts/build.sh [kernel|selftests|sev|all]     (default: all)
-# sev builds KVM (arch/x86/kvm/) with KVM_AMD_SEV in build/obj-sev.
+#   scripts/build.sh [kernel|selftests|bench|sev|all]     (default: all)
+# kernel: the test kernel (tinyconfig + configs/hugetlb-gmem.config) in
+#         build/obj; selftests: the programs tests/vm-tests.txt and
+#         tests/vm-programs.txt name whose source is in build/src, static,
+#         in build/sel; bench: the benchmark kernel (the same plus
+#         configs/bench.config: no KASAN, lockdep, kmemleak, KVM_PROVE_MMU)
+#         in build/obj-bench; sev: KVM (arch/x86/kvm/) with KVM_AMD_SEV in
+#         build/obj-sev.
+# Every target first runs scripts/prepare.py (build/src = 7.3 + series).
 set -euo pipefail
 
 TOP=$(cd "$(dirname "$0")/.." && pwd)
@@ -16,15 +23,25 @@ what=${1:-all}
 
 export CCACHE_BASEDIR=$BUILD
 export CCACHE_NOHASHDIR=1
+export CCACHE_MAXSIZE=${CCACHE_MAXSIZE:-10G}
 
 "$TOP/scripts/deps.sh"
-python3 "$TOP/scripts/prepare_tree.py"
+python3 "$TOP/scripts/prepare.py"
+
+# The value each fragment line asks for, the last fragment winning:
+# "CONFIG_X=v" or "# CONFIG_X is not set".
+wanted() {
+	cat "$@" | grep -E '^CONFIG_[A-Z0-9_]+=|^# CONFIG_[A-Z0-9_]+ is not set' |
+		awk '{ s = $0; sub(/^# /, "", s); sub(/[= ].*/, "", s)
+		       v[s] = $0; if (!(s in o)) { o[s] = n++; k[n - 1] = s } }
+		     END { for (i = 0; i < n; i++) print v[k[i]] }'
+}
 
 config() {	# config OBJ_DIR FRAGMENT...
 	local obj=$1 sum
 	shift
-	sum=$( (cat "$@" "$TOP/scripts/build.sh"; echo "${SERIES_UPTO:-}") |
-		sha1sum | cut -c1-40)
+	sum=$( (cat "$@" "$TOP/scripts/build.sh"; echo "${SERIES_UPTO:-}";
+		cat "$SRC/.prepare-unpacked") | sha1sum | cut -c1-40)
 	if [ -f "$obj/.config" ] && [ "$(cat "$obj/.fragment" 2>/dev/null)" = "$sum" ]; then
 		return 0
 	fi
@@ -34,81 +51,86 @@ config() {	# config OBJ_DIR FRAGMENT...
 	"$SRC/scripts/kconfig/merge_config.sh" -m -O "$obj" "$obj/.config" \
 		"$@" >/dev/null
 	make -s -C "$SRC" O="$obj" olddefconfig >/dev/null
-	# Every option the fragment asks for must have taken effect, except
-	# those marked "# optional" in the fragment.
+	# Every option the fragments ask for must have taken effect, except
+	# those marked "# optional: CONFIG_X" (a symbol a patch will add).
 	local bad=0 line sym
 	while read -r line; do
-		sym=${line%%=*}
-		grep -qx "$line" "$obj/.config" && continue
+		sym=${line#"# "}
+		sym=${sym%%[= ]*}
+		case "$line" in
+		"# "*)	# "is not set": absent (unmet dependencies) is fine too
+			grep -q "^$sym=" "$obj/.config" || continue ;;
+		*)	grep -qx "$line" "$obj/.config" && continue ;;
+		esac
 		if grep -q "^# optional: $sym\$" "$@"; then
-			echo "build: note: optional $line not in effect"
+			echo "build: note: optional $line not in effect (not in the series yet)"
 		elif [ -n "${SERIES_UPTO:-}" ]; then
-			# A later patch of the series adds the symbol.
 			echo "build: note: $line not in effect after patch $SERIES_UPTO"
 		else
 			echo "build: error: $line did not take effect" >&2
 			bad=1
 		fi
-	done < <(cat "$@" | grep -E '^CONFIG_[A-Z0-9_]+=')
+	done < <(wanted "$@")
 	[ $bad -eq 0 ] || exit 1
 	echo "$sum" > "$obj/.fragment"
 }
 
-kernel() {
-	config "$OBJ" "$FRAGMENT"
-	echo "build: kernel (make -j$JOBS, ccache)"
-	make -s -C "$SRC" O="$OBJ" CC="ccache gcc" -j"$JOBS" bzImage
-	make -s -C "$SRC" O="$OBJ" headers >/dev/null
-	echo "build: $OBJ/arch/x86/boot/bzImage"
+kernel() {	# kernel OBJ_DIR FRAGMENT...
+	local obj=$1
+	config "$@"
+	echo "build: kernel in ${obj#"$TOP"/} (make -j$JOBS, ccache)"
+	make -s -C "$SRC" O="$obj" CC="ccache gcc" -j"$JOBS" bzImage
+	make -s -C "$SRC" O="$obj" headers >/dev/null
+	echo "build: $obj/arch/x86/boot/bzImage"
 }
 
 selftests() {
-	local suite name bin rest kvm=() mm=()
-	while read -r suite name bin rest; do
-		# A prefix of the series (check-series) has only some programs.
-		if [ -n "${SERIES_UPTO:-}" ] &&
-		   [ ! -e "$SRC/tools/testing/selftests/$suite/$bin.c" ]; then
-			continue
+	local st suite name bin rest kvm=() mm=() p
+	[ -d "$OBJ/usr/include" ] || kernel "$OBJ" "$FRAGMENT"
+	while read -r st suite name bin rest; do
+		[ "$st" = run ] || continue
+		if [ "$suite" = @last ]; then
+			suite=$name name=$bin bin=${rest%% *}
 		fi
 		case "$suite" in
 		kvm) kvm+=("$SEL/kvm/$bin") ;;
 		mm) mm+=("$SEL/mm/$bin") ;;
 		esac
-	done < <(grep -v '^#' "$TOP/tests/vm-tests.txt" | grep .)
-	mkdir -p "$SEL/kvm" "$SEL/mm"
-	echo "build: selftests (${#kvm[@]} kvm, ${#mm[@]} mm, static)"
-	make -s -j"$JOBS" -C "$SRC/tools/testing/selftests/kvm" OUTPUT="$SEL/kvm" \
-		KHDR_INCLUDES="-isystem $OBJ/usr/include" EXTRA_CFLAGS=-static \
-		"${kvm[@]}" $(extra_kvm_programs)
-	make -s -j"$JOBS" -C "$SRC/tools/testing/selftests/mm" OUTPUT="$SEL/mm" \
-		KHDR_INCLUDES="-isystem $OBJ/usr/include" EXTRA_CFLAGS=-static \
-		"${mm[@]}"
-}
-
-# Programs built beside the tests but not run as tests (reports, benchmarks).
-extra_kvm_programs() {
-	local p
-	for p in $(cat "$TOP/tests/vm-programs.txt" 2>/dev/null | grep -v '^#'); do
-		if [ -n "${SERIES_UPTO:-}" ] &&
-		   [ ! -e "$SRC/tools/testing/selftests/kvm/$p.c" ]; then
-			continue
-		fi
-		echo "$SEL/kvm/$p"
+	done < <("$TOP/scripts/testlist.py")
+	# Programs built beside the tests but not run as tests (benchmarks).
+	for p in $(grep -v '^#' "$TOP/tests/vm-programs.txt" 2>/dev/null); do
+		[ -e "$SRC/tools/testing/selftests/kvm/$p.c" ] && kvm+=("$SEL/kvm/$p")
 	done
+	mkdir -p "$SEL/kvm" "$SEL/mm"
+	# A program listed twice (several argument sets) is built once.
+	mapfile -t kvm < <(printf '%s\n' "${kvm[@]}" | sort -u | grep .)
+	mapfile -t mm < <(printf '%s\n' "${mm[@]}" | sort -u | grep .)
+	echo "build: selftests (${#kvm[@]} kvm, ${#mm[@]} mm, static)"
+	if [ ${#kvm[@]} -gt 0 ]; then
+		make -s -j"$JOBS" -C "$SRC/tools/testing/selftests/kvm" \
+			OUTPUT="$SEL/kvm" KHDR_INCLUDES="-isystem $OBJ/usr/include" \
+			EXTRA_CFLAGS=-static "${kvm[@]}"
+	fi
+	if [ ${#mm[@]} -gt 0 ]; then
+		make -s -j"$JOBS" -C "$SRC/tools/testing/selftests/mm" \
+			OUTPUT="$SEL/mm" KHDR_INCLUDES="-isystem $OBJ/usr/include" \
+			EXTRA_CFLAGS=-static "${mm[@]}"
+	fi
 }
 
-# SNP consumes the invalidation contract: build KVM with KVM_AMD_SEV too.
+# SNP consumes guest_memfd's invalidation: build KVM with KVM_AMD_SEV too.
 sev() {
 	config "$BUILD/obj-sev" "$FRAGMENT" "$TOP/configs/sev-build.config"
-	echo "build: KVM and the SNP host code with KVM_AMD_SEV (arch/x86/kvm/, arch/x86/virt/, arch/x86/mm/)"
+	echo "build: KVM and the SNP host code with KVM_AMD_SEV (arch/x86/kvm/, arch/x86/virt/, arch/x86/mm/, virt/kvm/)"
 	make -s -C "$SRC" O="$BUILD/obj-sev" CC="ccache gcc" -j"$JOBS" \
 		arch/x86/kvm/ arch/x86/virt/ arch/x86/mm/
 }
 
 case "$what" in
-kernel) kernel ;;
+kernel) kernel "$OBJ" "$FRAGMENT" ;;
+bench) kernel "$BUILD/obj-bench" "$FRAGMENT" "$TOP/configs/bench.config" ;;
 sev) sev ;;
 selftests) selftests ;;
-all) kernel; selftests ;;
-*) echo "usage: $0 [kernel|selftests|sev|all]" >&2; exit 2 ;;
+all) kernel "$OBJ" "$FRAGMENT"; selftests ;;
+*) echo "usage: $0 [kernel|selftests|bench|sev|all]" >&2; exit 2 ;;
 esac

@@ -1,6 +1,8 @@
 #!/bin/sh
 # SPDX-License-Identifier: GPL-2.0
-# Runs inside the VM for 'make run' and 'make bench'.
+# Runs inside the VM for 'make run' and 'make bench': the pools, the KVM
+# capabilities, and guest_memfd_hugetlb_bench with the arguments given
+# (when it is there).
 echo "== kernel $(uname -r) under QEMU TCG, $(nproc) vCPUs"
 echo "== KVM: $(ls /dev/kvm 2>/dev/null || echo missing)"
 pools() {
@@ -10,6 +12,8 @@ pools() {
 	done
 }
 pools before
+./kvm-caps || exit 1
+[ -x ./guest_memfd_hugetlb_bench ] || exit 0
 start=$(date +%s)
 ./guest_memfd_hugetlb_bench "$@"
 rc=$?

@@ -1,11 +1,13 @@
 #!/bin/sh
 # SPDX-License-Identifier: GPL-2.0
-# Runs inside the test VM (busybox sh), from /root, with the test binaries
-# and vm-tests.txt beside it.  For each test prints its output prefixed with
-# "# " and one result line "vmtest-result: ok|not ok|skip NAME [# why]"
-# that scripts/run-tests numbers into TAP.
-#   guest-tests.sh [NAME_PATTERN]
-only=${1:-}
+# Runs inside a test VM (busybox sh), from /root, with the test binaries
+# beside it.  Takes its tests from scripts/run-tests' work queue: prints
+# "vmtest-next" and reads the answer from /dev/ttyS2, a line of
+# "scripts/testlist.py" ("run [@last] SUITE NAME BINARY [ARGS...]") or
+# "done".  For each test prints its output prefixed with "# " and one
+# result line "vmtest-result: ok|not ok|skip SUITE:NAME [# why]" that
+# scripts/run-tests numbers into TAP.
+#   guest-tests.sh
 per_test_timeout=${VMTEST_TIMEOUT:-1500}
 
 result() {
@@ -16,8 +18,9 @@ hp() {	# hp SIZE_KB FILE -> value of a per-size hugetlb counter
 	cat "/sys/kernel/mm/hugepages/hugepages-${1}kB/$2"
 }
 
-# The software RMP model (CONFIG_KVM_SW_PROTECTED_VM_RMP_MODEL): pages
-# assigned to guests, 2M entries and contract violations.
+# The software model of SNP's RMP (a later issue of the project; checked
+# only when the kernel has it): pages assigned to guests, 2M entries and
+# contract violations.
 rmp=/sys/kernel/debug/kvm-rmp-model
 rmp_snapshot() {
 	[ -d "$rmp" ] || return 0
@@ -84,7 +87,7 @@ run_one() {
 	rmp_before=$(rmp_snapshot)
 	leaked_before=$(cat $rmp/leaked 2>/dev/null)
 	case "$name" in
-	hugepage-shm)
+	hugetlb-shm)
 		echo 268435456 > /proc/sys/kernel/shmmax
 		echo 4194304 > /proc/sys/kernel/shmall ;;
 	hugetlb_fault_after_madv|hugetlb_madv_vs_map)
@@ -151,20 +154,18 @@ run_one() {
 }
 
 echo "# kernel $(uname -r), $(nproc) cpus, pools: $(pool_snapshot)"
-# The test kernel runs every guest_memfd test against the RMP model.
-if [ -z "$only" ] || case rmp-model:enabled in *$only*) true ;; *) false ;; esac; then
-	if [ -d "$rmp" ]; then
-		echo "# rmp model: $(rmp_snapshot) psmash=$(cat $rmp/psmash) leaked=$(cat $rmp/leaked)"
-		result "ok rmp-model:enabled"
-	else
-		result "not ok rmp-model:enabled # $rmp missing (CONFIG_KVM_SW_PROTECTED_VM_RMP_MODEL)"
-	fi
-fi
-grep -v '^#' vm-tests.txt | grep . | while read -r suite name bin args; do
-	if [ -n "$only" ]; then
-		case "$suite:$name" in *$only*) ;; *) continue ;; esac
-	fi
+[ -d "$rmp" ] && echo "# rmp model: $(rmp_snapshot) psmash=$(cat $rmp/psmash) leaked=$(cat $rmp/leaked)"
+stty -F /dev/ttyS2 -echo 2>/dev/null
+exec 3</dev/ttyS2
+while :; do
+	echo "vmtest-next"
+	read -r what line <&3 || break
+	[ "$what" = run ] || break
+	set -- $line
+	[ "$1" = @last ] && shift
+	suite=$1 name=$2 bin=$3
+	shift 3
 	# shellcheck disable=SC2086
-	run_one "$suite" "$name" "$bin" $args
+	run_one "$suite" "$name" "$bin" "$@"
 done
 exit 0

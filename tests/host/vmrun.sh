@@ -2,7 +2,7 @@
 # vmrun passes the command's exit status through and sees a guest's files.
 set -u
 top=$(cd "$(dirname "$0")/../.." && pwd)
-log=$top/build/vmrun/selftest.log
+log=${BUILD_DIR:-$top/build}/vmrun/selftest.log
 "$top/scripts/vmrun" --log "$log" -- true || { echo "vmrun -- true failed"; exit 1; }
 if "$top/scripts/vmrun" --log "$log" -- false; then
 	echo "vmrun -- false exited 0"
