@@ -412,9 +412,9 @@ static void bench_falloc(void)
 			timing_init(&r.unmap);
 			for (rep = 0; rep < reps; rep++)
 				falloc_once(vm, b, size, &r);
-			printf("%-15s %4lu %9.3f %5.0f%% %7.2f %9.3f %7.3f %9.3f %7.3f %8.3f %8.3f\n",
-			       b->name, sizes_gib[j], r.falloc.min, spread(&r.falloc),
-			       sizes_gib[j] / r.falloc.min, r.fault.min,
+			printf("%-15s %4lu %9.3f %5.0f%% %7.2f", b->name, sizes_gib[j],
+			       r.falloc.min, spread(&r.falloc), sizes_gib[j] / r.falloc.min);
+			printf(" %9.3f %7.3f %9.3f %7.3f %8.3f %8.3f\n", r.fault.min,
 			       r.falloc.min / r.fault.min, r.zero.min, r.falloc.min / r.zero.min,
 			       r.closing.min, r.unmap.min);
 			bench_data(table, "%lu %.6f %.6f %.6f %.6f", sizes_gib[j],
@@ -472,6 +472,7 @@ static void guest_storm(u64 gpa, u64 nr)
 		if (p >= nr)
 			continue;
 		WRITE_ONCE(s->target, p + 1);
+		/* Claim p before checking that its punch hasn't started. */
 		smp_mb();
 		if (p < READ_ONCE(s->cursor)) {
 			WRITE_ONCE(s->target, 0);
@@ -561,6 +562,7 @@ static void punch_storm(const struct backing *b, u64 size, double *times,
 	faults = kvm_debugfs_stat(NULL, "pf_taken");
 	for (i = 0; i < nr; i++) {
 		WRITE_ONCE(s->cursor, i + 1);
+		/* Pairs with the guest's claim of its target. */
 		smp_mb();
 		if (READ_ONCE(s->target) == i + 1) {
 			r->waits++;
@@ -708,11 +710,12 @@ static void storm_print(const char *region, const struct backing *b,
 		snprintf(vs, sizeof(vs), "%.2f", row->median.min / ref->median.min);
 		snprintf(tot, sizeof(tot), "%.2f", row->total / ref->total);
 	}
-	printf("%-6s %-15s %7lu %15s %7.0f %7.1f %5.0f%% %7.0f %8.2f %6s %6s %8s %7lu %7lu %4lu/%-2u %8ld %8lu %5lu\n",
+	printf("%-6s %-15s %7lu %15s %7.0f %7.1f %5.0f%% %7.0f %8.2f %6s %6s %8s",
 	       region, b->name, row->nr, mapped, row->first * 1e6, row->median.min * 1e6,
-	       spread(&row->median), row->final * 1e6, row->total, vs, tot, returned,
-	       row->cb.punch, row->cb.release, row->cb.free, row->cb.free_order,
-	       row->res.faults, row->res.touches, row->waits);
+	       spread(&row->median), row->final * 1e6, row->total, vs, tot, returned);
+	printf(" %7lu %7lu %4lu/%-2u %8ld %8lu %5lu\n", row->cb.punch, row->cb.release,
+	       row->cb.free, row->cb.free_order, row->res.faults, row->res.touches,
+	       row->waits);
 	if (row->zeros)
 		printf("  %lu subpages the vCPU touched read zero: it refilled punched subpages\n",
 		       row->zeros);
@@ -732,7 +735,7 @@ static void bench_punch(void)
 	u64 kb = 4096;
 	int i;
 
-	printf("\n== punch: PUNCH_HOLE of every 4K of a bound, guest-touched guest_memfd, in order,\n"
+	printf("\n== punch: PUNCH_HOLE of every 4K of a bound, guest-touched file, in order,\n"
 	       "   %s (best of %d; times in us)\n",
 	       storm_idle ? "with the vCPU stopped (-V)" :
 	       "while a vCPU re-touches the memory ahead", reps);
@@ -769,15 +772,16 @@ static void bench_punch(void)
 		free(ref.best);
 		free(row.best);
 	}
-	printf("region: a guest_memfd of one 2M or 1G hugepage, private memory of a guest that wrote\n"
-	       "all of it first (mapped: KVM mappings then); during the storm a vCPU re-touches the\n"
-	       "%d subpages %d past the cursor, so each punch zaps and flushes a live mapping.\n"
-	       "first, final: the first and the last punch, fastest; median: of all but the final\n"
-	       "punch, lowest, and spread of the medians; total: the storm, fastest; med/4K, tot/4K:\n"
-	       "against the 4K guest_memfd row; returned: the punch after which the pool had its\n"
-	       "hugepage back; cb: kvm_gmem_invalidate callbacks (punch, release, free/order of the\n"
-	       "last free) of the first, traced repetition; vcpu:pf: KVM page faults during the storm\n"
-	       "and the vCPU's touches then; waits: punches that waited for the vCPU's access\n",
+	printf("region: a guest_memfd of one 2M or 1G hugepage, private memory of a guest\n"
+	       "that wrote all of it first (mapped: KVM mappings then); during the storm a\n"
+	       "vCPU re-touches the %d subpages %d past the cursor, so each punch zaps and\n"
+	       "flushes a live mapping.  first, final: the first and the last punch, fastest;\n"
+	       "median: of all but the final punch, lowest, and spread of the medians; total:\n"
+	       "the storm, fastest; med/4K, tot/4K: against the 4K guest_memfd row; returned:\n"
+	       "the punch after which the pool had its hugepage back; cb: kvm_gmem_invalidate\n"
+	       "callbacks (punch, release, free/order of the last free) of the first, traced\n"
+	       "repetition; vcpu:pf: KVM page faults during the storm and the vCPU's touches\n"
+	       "then; waits: punches that waited for the vCPU's access\n",
 	       STORM_WINDOW, STORM_MARGIN);
 	for (i = 1; i < NR_BACKINGS; i++) {
 		if (vs4k[i])
@@ -839,8 +843,8 @@ static void bench_meta(void)
 
 static void help(const char *name)
 {
-	printf("usage: %s [-h] [-p] [-V] [-s sections] [-b backings] [-m MiB] [-n GiB,...] [-r N]\n\n",
-	       name);
+	printf("usage: %s [-h] [-p] [-V] [-s sections] [-b backings] [-m MiB] [-n GiB,...]\n"
+	       "       [-r N]\n\n", name);
 	printf(" -s: sections among touch, falloc (or alloc), punch, meta (default: all)\n"
 	       " -b: backings among 4k, 2m, 1g (default: all)\n"
 	       " -m: memory of the touch table in MiB, rounded up to GiB (default: 1024)\n"
@@ -883,10 +887,11 @@ int main(int argc, char *argv[])
 			touch_size = align_up((u64)atoi_positive("MiB", optarg) << 20, SZ_1G);
 			break;
 		case 'n':
-			for (nr_sizes = 0, list = optarg; *list && nr_sizes < MAX_SIZES; list = end) {
+			nr_sizes = 0;
+			for (list = optarg; *list && nr_sizes < MAX_SIZES; list = end) {
 				sizes_gib[nr_sizes] = strtoull(list, &end, 10);
-				TEST_ASSERT(end != list && sizes_gib[nr_sizes], "bad size list '%s'",
-					    optarg);
+				TEST_ASSERT(end != list && sizes_gib[nr_sizes],
+					    "bad size list '%s'", optarg);
 				nr_sizes++;
 				end += *end == ',';
 			}

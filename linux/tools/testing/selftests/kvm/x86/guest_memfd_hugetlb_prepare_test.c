@@ -364,8 +364,10 @@ static void __finish(struct __test_metadata *_metadata, struct gmem_guest *g,
 	hugetlb_pool_assert(page_size, base, 0, 0, "closed");
 }
 
-static void run_case(struct __test_metadata *_metadata, FIXTURE_DATA(gmem_prepare) *self,
-		     size_t page_size, const struct prep_case *c)
+/* Run @c's operations on a file and on the model, then compare. */
+static void __run_case(struct __test_metadata *_metadata, struct gmem_guest *g,
+		       struct model *m, const struct hugetlb_pool *base, size_t page_size,
+		       const struct prep_case *c)
 {
 	const u64 n = page_size / SZ_4K;
 	const u64 slot_at = pages_of(c->slot_at, n);
@@ -377,12 +379,10 @@ static void run_case(struct __test_metadata *_metadata, FIXTURE_DATA(gmem_prepar
 		.slot_size = slot_len * SZ_4K,
 		.unmapped = true,
 	};
-	struct gmem_guest *g = &self->g;
-	struct model *m = &self->m;
 	u64 s, e, i;
 	int k;
 
-	if (hugetlb_pool_unreserved(&self->base) < c->folios)
+	if (hugetlb_pool_unreserved(base) < c->folios)
 		SKIP(return, "need %d unreserved hugepages", c->folios);
 	if (c->reused_page)
 		dirty_pool_page(page_size);
@@ -423,121 +423,198 @@ static void run_case(struct __test_metadata *_metadata, FIXTURE_DATA(gmem_prepar
 			vm_mem_add(g->vm, VM_MEM_SRC_ANONYMOUS, SECOND_GPA, SECOND_SLOT,
 				   e - s, KVM_MEM_GUEST_MEMFD, g->fd, s * SZ_4K);
 			vm_mem_set_private(g->vm, SECOND_GPA, (e - s) * SZ_4K);
-			m->slot[m->nr_slots++] = (struct model_slot){ SECOND_GPA / SZ_4K, s, e - s };
+			m->slot[m->nr_slots++] = (struct model_slot){ SECOND_GPA >> 12, s, e - s };
 			break;
 		}
 	}
-	__finish(_metadata, g, m, page_size, &self->base);
+	__finish(_metadata, g, m, page_size, base);
 }
 
-#define PREPARE_CASE(name, ...)							\
-TEST_F_TIMEOUT(gmem_prepare, name, 180)						\
-{										\
-	static const struct prep_case c = { __VA_ARGS__ };			\
-										\
-	run_case(_metadata, self, variant->page_size, &c);			\
-}
+#define run_case(c) __run_case(_metadata, &self->g, &self->m, &self->base, variant->page_size, c)
 
 /* The whole folio: one block of its order. */
-PREPARE_CASE(prefault_whole_folio, 1, .ops = {
-	{ PREFAULT, P(0, 0, 0), P(4, 0, 0) },
-	{ PREFAULT, X(0), P(0, 0, 1) },
-})
+TEST_F_TIMEOUT(gmem_prepare, prefault_whole_folio, 180)
+{
+	static const struct prep_case c = {
+		.folios = 1,
+		.ops = {
+			{ PREFAULT, P(0, 0, 0), P(4, 0, 0) },
+			{ PREFAULT, X(0), P(0, 0, 1) },
+		},
+	};
+
+	run_case(&c);
+}
 
 /* A pool page that anonymous hugetlb memory used is prepared all the same. */
-PREPARE_CASE(reused_pool_page_is_prepared, 1, .reused_page = true, .ops = {
-	{ PREFAULT, P(0, 0, 0), P(4, 0, 0) },
-})
+TEST_F_TIMEOUT(gmem_prepare, reused_pool_page_is_prepared, 180)
+{
+	static const struct prep_case c = {
+		.folios = 1,
+		.reused_page = true,
+		.ops = {
+			{ PREFAULT, P(0, 0, 0), P(4, 0, 0) },
+		},
+	};
+
+	run_case(&c);
+}
 
 /* fallocate() prepares nothing, and nothing unprepared is reclaimed. */
-PREPARE_CASE(allocate_prepares_nothing, 1, .ops = {
-	{ ALLOC, P(0, 0, 0), P(4, 0, 0) },
-	{ PUNCH, X(0), P(0, 0, 1) },
-})
+TEST_F_TIMEOUT(gmem_prepare, allocate_prepares_nothing, 180)
+{
+	static const struct prep_case c = {
+		.folios = 1,
+		.ops = {
+			{ ALLOC, P(0, 0, 0), P(4, 0, 0) },
+			{ PUNCH, X(0), P(0, 0, 1) },
+		},
+	};
+
+	run_case(&c);
+}
 
 /* A 4K punch, then a fault on it: that page alone is prepared again. */
-PREPARE_CASE(punch_then_refault, 1, .ops = {
-	{ PREFAULT, P(0, 0, 0), P(4, 0, 0) },
-	{ PUNCH, X(0), P(0, 0, 1) },
-	{ PREFAULT, X(0), P(0, 0, 1) },
-	{ PREFAULT, X(-1), P(0, 0, 3) },
-})
+TEST_F_TIMEOUT(gmem_prepare, punch_then_refault, 180)
+{
+	static const struct prep_case c = {
+		.folios = 1,
+		.ops = {
+			{ PREFAULT, P(0, 0, 0), P(4, 0, 0) },
+			{ PUNCH, X(0), P(0, 0, 1) },
+			{ PREFAULT, X(0), P(0, 0, 1) },
+			{ PREFAULT, X(-1), P(0, 0, 3) },
+		},
+	};
+
+	run_case(&c);
+}
 
 /*
  * Punch, refill, punch one subpage: refilled by fallocate() it is not
  * prepared, so its second punch reclaims nothing; refilled by a fault it
  * is, and is reclaimed again.
  */
-PREPARE_CASE(punch_refill_punch, 1, .ops = {
-	{ PREFAULT, P(0, 0, 0), P(4, 0, 0) },
-	{ PUNCH, X(0), P(0, 0, 1) },
-	{ ALLOC, X(0), P(0, 0, 1) },
-	{ PUNCH, X(0), P(0, 0, 1) },
-	{ PUNCH, X(2), P(0, 0, 1) },
-	{ PREFAULT, X(2), P(0, 0, 1) },
-	{ PUNCH, X(2), P(0, 0, 1) },
-	{ ALLOC, X(0), P(0, 0, 1) },
-})
+TEST_F_TIMEOUT(gmem_prepare, punch_refill_punch, 180)
+{
+	static const struct prep_case c = {
+		.folios = 1,
+		.ops = {
+			{ PREFAULT, P(0, 0, 0), P(4, 0, 0) },
+			{ PUNCH, X(0), P(0, 0, 1) },
+			{ ALLOC, X(0), P(0, 0, 1) },
+			{ PUNCH, X(0), P(0, 0, 1) },
+			{ PUNCH, X(2), P(0, 0, 1) },
+			{ PREFAULT, X(2), P(0, 0, 1) },
+			{ PUNCH, X(2), P(0, 0, 1) },
+			{ ALLOC, X(0), P(0, 0, 1) },
+		},
+	};
+
+	run_case(&c);
+}
 
 /* private -> shared (the VMM punches) -> private of one 4K page. */
-PREPARE_CASE(convert_round_trip, 1, .ops = {
-	{ PREFAULT, P(0, 0, 0), P(4, 0, 0) },
-	{ SHARED, X(0), P(0, 0, 1) },
-	{ PUNCH, X(0), P(0, 0, 1) },
-	{ PRIVATE, X(0), P(0, 0, 1) },
-	{ PREFAULT, P(0, 0, 0), P(4, 0, 0) },
-})
+TEST_F_TIMEOUT(gmem_prepare, convert_round_trip, 180)
+{
+	static const struct prep_case c = {
+		.folios = 1,
+		.ops = {
+			{ PREFAULT, P(0, 0, 0), P(4, 0, 0) },
+			{ SHARED, X(0), P(0, 0, 1) },
+			{ PUNCH, X(0), P(0, 0, 1) },
+			{ PRIVATE, X(0), P(0, 0, 1) },
+			{ PREFAULT, P(0, 0, 0), P(4, 0, 0) },
+		},
+	};
+
+	run_case(&c);
+}
 
 /* What is prepared of a punched folio is released as the fewest blocks. */
-PREPARE_CASE(close_with_hole, 1, .ops = {
-	{ PREFAULT, P(0, 0, 0), P(4, 0, 0) },
-	{ PUNCH, X(0), P(0, 0, 1) },
-})
+TEST_F_TIMEOUT(gmem_prepare, close_with_hole, 180)
+{
+	static const struct prep_case c = {
+		.folios = 1,
+		.ops = {
+			{ PREFAULT, P(0, 0, 0), P(4, 0, 0) },
+			{ PUNCH, X(0), P(0, 0, 1) },
+		},
+	};
+
+	run_case(&c);
+}
 
 /*
  * A memslot whose gpa is misaligned with its file offset by one level
  * below the folio's: blocks of that level at most; then a second, aligned
  * memslot of the rest prepares only the rest.
  */
-PREPARE_CASE(misaligned_memslot, 1, .slot_at = P(0, 1, 0), .ops = {
-	{ PREFAULT, P(0, 1, 0), P(4, -1, 0) },
-	{ SLOT2, P(0, 0, 0), P(0, 1, 0) },
-	{ PREFAULT, P(0, 0, 0), P(0, 1, 0) },
-})
+TEST_F_TIMEOUT(gmem_prepare, misaligned_memslot, 180)
+{
+	static const struct prep_case c = {
+		.folios = 1,
+		.slot_at = P(0, 1, 0),
+		.ops = {
+			{ PREFAULT, P(0, 1, 0), P(4, -1, 0) },
+			{ SLOT2, P(0, 0, 0), P(0, 1, 0) },
+			{ PREFAULT, P(0, 0, 0), P(0, 1, 0) },
+		},
+	};
+
+	run_case(&c);
+}
 
 /* A memslot smaller than the folio: only blocks inside the memslot. */
-PREPARE_CASE(memslot_inside_folio, 1, .slot_len = P(2, 0, 1), .ops = {
-	{ PREFAULT, P(0, 0, 0), P(2, 0, 1) },
-})
+TEST_F_TIMEOUT(gmem_prepare, memslot_inside_folio, 180)
+{
+	static const struct prep_case c = {
+		.folios = 1,
+		.slot_len = P(2, 0, 1),
+		.ops = {
+			{ PREFAULT, P(0, 0, 0), P(2, 0, 1) },
+		},
+	};
+
+	run_case(&c);
+}
 
 /*
  * Punches, refills and faults over two folios: overlapping punches, a
  * refill inside a hole, a punch across the folios, a folio emptied by
  * partial punches (released, not punched) and allocated again.
  */
-PREPARE_CASE(punch_and_refill_sequence, 2, .ops = {
-	{ ALLOC, P(0, 0, 0), P(8, 0, 0) },
-	{ PREFAULT, P(0, 0, 0), P(8, 0, 0) },
-	{ PUNCH, P(6, 0, 0), P(1, 0, 0) },
-	{ PUNCH, P(4, 0, 1), P(0, 0, 2) },
-	{ PUNCH, P(6, 0, -2), P(1, 0, 4) },
-	{ ALLOC, P(6, 0, 0), P(0, 0, 1) },
-	{ PREFAULT, P(6, 0, 0), P(0, 0, 1) },
-	{ PUNCH, P(6, 0, 0), P(0, 0, 16) },
-	{ PUNCH, P(0, 0, 1), P(4, 0, -1) },
-	{ PUNCH, P(0, 0, 0), P(0, 0, 1) },
-	{ ALLOC, P(2, 0, 0), P(0, 0, 1) },
-	{ PREFAULT, P(2, 0, 0), P(0, 0, 1) },
-	{ PUNCH, P(1, 0, 0), P(1, 0, 0) },
-	{ PUNCH, P(0, 0, 0), P(4, 0, 0) },
-	{ ALLOC, P(0, 0, 0), P(0, 0, 1) },
-	{ PREFAULT, P(0, 0, 0), P(0, 0, 1) },
-	{ PUNCH, P(4, 0, -2), P(0, 0, 4) },
-	{ ALLOC, P(0, 0, 0), P(4, 0, 0) },
-	{ PREFAULT, P(0, 0, 0), P(4, 0, 0) },
-	{ PUNCH, P(0, 0, 0), P(0, 0, 1) },
-	{ PUNCH, P(0, 0, 1), P(4, 0, -1) },
-})
+TEST_F_TIMEOUT(gmem_prepare, punch_and_refill_sequence, 180)
+{
+	static const struct prep_case c = {
+		.folios = 2,
+		.ops = {
+			{ ALLOC, P(0, 0, 0), P(8, 0, 0) },
+			{ PREFAULT, P(0, 0, 0), P(8, 0, 0) },
+			{ PUNCH, P(6, 0, 0), P(1, 0, 0) },
+			{ PUNCH, P(4, 0, 1), P(0, 0, 2) },
+			{ PUNCH, P(6, 0, -2), P(1, 0, 4) },
+			{ ALLOC, P(6, 0, 0), P(0, 0, 1) },
+			{ PREFAULT, P(6, 0, 0), P(0, 0, 1) },
+			{ PUNCH, P(6, 0, 0), P(0, 0, 16) },
+			{ PUNCH, P(0, 0, 1), P(4, 0, -1) },
+			{ PUNCH, P(0, 0, 0), P(0, 0, 1) },
+			{ ALLOC, P(2, 0, 0), P(0, 0, 1) },
+			{ PREFAULT, P(2, 0, 0), P(0, 0, 1) },
+			{ PUNCH, P(1, 0, 0), P(1, 0, 0) },
+			{ PUNCH, P(0, 0, 0), P(4, 0, 0) },
+			{ ALLOC, P(0, 0, 0), P(0, 0, 1) },
+			{ PREFAULT, P(0, 0, 0), P(0, 0, 1) },
+			{ PUNCH, P(4, 0, -2), P(0, 0, 4) },
+			{ ALLOC, P(0, 0, 0), P(4, 0, 0) },
+			{ PREFAULT, P(0, 0, 0), P(4, 0, 0) },
+			{ PUNCH, P(0, 0, 0), P(0, 0, 1) },
+			{ PUNCH, P(0, 0, 1), P(4, 0, -1) },
+		},
+	};
+
+	run_case(&c);
+}
 
 /* ------------------------------------------------------------------------ */
 /* A round trip with a running guest                                        */
@@ -596,18 +673,17 @@ static void touch(struct gmem_guest *g, struct model *m, u64 *stage, u64 skip,
  * next pass maps the folio whole again even if it doesn't touch that page,
  * and the page alone is prepared again.
  */
-static void round_trip(struct __test_metadata *_metadata,
-		       FIXTURE_DATA(gmem_prepare) *self, size_t hpage, bool by_fault)
+static void __round_trip(struct __test_metadata *_metadata, struct gmem_guest *g,
+			 struct model *m, const struct hugetlb_pool *base, size_t hpage,
+			 bool by_fault)
 {
 	const u64 x = pages_of((struct pos)X(0), hpage / SZ_4K) * SZ_4K;
 	const struct gmem_guest_args args = { guest_memfd_hugetlb_backing(hpage), hpage };
 	struct mapping_levels whole, holed, now;
-	struct gmem_guest *g = &self->g;
-	struct model *m = &self->m;
 	u64 stage = 0;
 	char lv[96];
 
-	if (!hugetlb_pool_unreserved(&self->base))
+	if (!hugetlb_pool_unreserved(base))
 		SKIP(return, "need an unreserved hugepage");
 	model_init(m, hpage / SZ_4K, 1);
 	m->slot[m->nr_slots++] = (struct model_slot){ GMEM_GUEST_GPA / SZ_4K, 0, hpage / SZ_4K };
@@ -648,17 +724,20 @@ static void round_trip(struct __test_metadata *_metadata,
 	ASSERT_TRUE(!memcmp(&now, &whole, sizeof(now)))
 		TH_LOG("not mapped as before the round trip (%s)",
 		       mapping_levels_str(&whole, &now, lv, sizeof(lv)));
-	__finish(_metadata, g, m, hpage, &self->base);
+	__finish(_metadata, g, m, hpage, base);
 }
+
+#define round_trip(by_fault) \
+	__round_trip(_metadata, &self->g, &self->m, &self->base, variant->page_size, by_fault)
 
 TEST_F_TIMEOUT(gmem_prepare, round_trip_refilled_by_fault, 180)
 {
-	round_trip(_metadata, self, variant->page_size, true);
+	round_trip(true);
 }
 
 TEST_F_TIMEOUT(gmem_prepare, round_trip_refilled_by_fallocate, 180)
 {
-	round_trip(_metadata, self, variant->page_size, false);
+	round_trip(false);
 }
 
 TEST_HARNESS_MAIN

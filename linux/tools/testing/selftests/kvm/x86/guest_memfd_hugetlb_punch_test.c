@@ -199,7 +199,7 @@ TEST_F_TIMEOUT(gmem_punch, punch_each_subpage_in_order, 900)
 	/* It can be allocated again, whole. */
 	gmem_allocate(fd, hpage - SZ_4K, SZ_4K);
 	assert_pool(-1, 1, "allocated hugepage 0 again");
-	gmem_fdinfo_assert(fd, FDINFO(2, .reserved = 1, .allocated = 1), "allocated hugepage 0 again");
+	gmem_fdinfo_assert(fd, FDINFO(2, .reserved = 1, .allocated = 1), "allocated again");
 	close(fd);
 	assert_pool(0, 0, "closed");
 	ASSERT_EQ(memmap, memmap_pages()) TH_LOG("nr_memmap_pages moved");
@@ -745,10 +745,11 @@ static void stress_print(struct stress *st, const char *when, double secs)
 {
 	s64 retries = kvm_debugfs_stat(st->g->vm, FAULT_RETRY_STAT);
 
-	ksft_print_msg("%s, %.1f s: %lu punches (%lu whole), %lu refills, %lu conversions, %lu vCPU syncs (%lu guest accesses), %lu memory fault exits, %lu vCPU faults retried\n",
+	ksft_print_msg("%s, %.1f s: %lu punches (%lu whole), %lu refills, %lu conversions,\n",
 		       when, secs, READ_ONCE(st->count[STRESS_PUNCH]), st->whole_punches,
 		       READ_ONCE(st->count[STRESS_REFILL]),
-		       READ_ONCE(st->count[STRESS_CONVERT]),
+		       READ_ONCE(st->count[STRESS_CONVERT]));
+	ksft_print_msg("  %lu vCPU syncs (%lu accesses), %lu memory fault exits, %lu retries\n",
 		       READ_ONCE(st->count[STRESS_VCPU]), READ_ONCE(*st->accesses),
 		       st->memory_faults, vcpu_faults_retried(st->g->vcpu));
 	if (retries >= 0)
@@ -874,23 +875,23 @@ static void stress_run(struct __test_metadata *_metadata,
 		ASSERT_TRUE(fi.page_size == p->page_size && fi.pages == 2 &&
 			    fi.allocated + fi.reserved <= 2 && fi.partial_folios <= 2 &&
 			    fi.punched_subpages <= 2 * (p->page_size / SZ_4K))
-			TH_LOG("inconsistent fdinfo: reserved %lu allocated %lu partial %lu punched %lu",
-			       fi.reserved, fi.allocated, fi.partial_folios,
-			       fi.punched_subpages);
+			TH_LOG("inconsistent fdinfo: reserved %lu allocated %lu partial %lu",
+			       fi.reserved, fi.allocated, fi.partial_folios);
 	} while (secs < p->seconds ||
 		 (least < STRESS_ROUNDS && secs < p->seconds + STRESS_GRACE));
 
 	WRITE_ONCE(st.stop, true);
 	stuck = stress_join(&st, 60);
 	stress_print(&st, "stopped", now_seconds() - start);
-	ksft_print_msg("the guest read back %lu words it wrote (%lu its pattern, %lu punched since); %lu fdinfo checks\n",
-		       st.guest_own + st.guest_zero, st.guest_own, st.guest_zero, checks);
+	ksft_print_msg("the guest read back %lu words: %lu its pattern, %lu punched since\n",
+		       st.guest_own + st.guest_zero, st.guest_own, st.guest_zero);
+	ksft_print_msg("%lu fdinfo checks during the run\n", checks);
 	ASSERT_EQ(0, stuck) TH_LOG("%d thread(s) did not stop, see above", stuck);
 	pthread_barrier_destroy(&st.barrier);
 
 	for (i = 0; i < STRESS_NR; i++) {
 		ASSERT_TRUE(st.count[i] || most < STRESS_ROUNDS)
-			TH_LOG("%s: none in %.0f s, while another thread made %lu iterations: starved",
+			TH_LOG("%s: none in %.0f s, while another thread made %lu: starved",
 			       stress_names[i], secs, most);
 	}
 	if (!least)
@@ -1046,14 +1047,15 @@ TEST_F_TIMEOUT(gmem_punch, fault_vs_punch_race, 240)
 	WRITE_ONCE(sp.stop, true);
 	pthread_join(thread, NULL);
 
-	ksft_print_msg("%zukB: %lu punch/refill iterations, %lu guest syncs; mapped whole before %lu punches, after %lu; %lu faults retried during punches\n",
-		       hpage >> 10, i, sp.syncs, before, stale, retried);
+	ksft_print_msg("%zukB: %lu punch/refill iterations, %lu guest syncs, %lu faults retried\n",
+		       hpage >> 10, i, sp.syncs, retried);
+	ksft_print_msg("mapped whole before %lu punches, after %lu\n", before, stale);
 	ASSERT_LT(0, sp.syncs) TH_LOG("the guest made no progress");
 	ASSERT_LT(0, retried) TH_LOG("no fault overlapped a punch in %lu iterations", i);
 	gmem_fdinfo_read(g.fd, &fi);
 	ASSERT_EQ(0, fi.punched_subpages);
 	ASSERT_EQ(0, stale)
-		TH_LOG("in %lu of %lu iterations (first: %lu) the hugepage was mapped whole after PUNCH_HOLE(0x%lx, 4K) returned",
+		TH_LOG("in %lu of %lu iterations (first %lu) mapped whole after the punch of 0x%lx",
 		       stale, i, first, hole);
 	gmem_guest_destroy(&g);
 	assert_pool(0, 0, "destroyed the VM and closed the file");
@@ -1128,13 +1130,14 @@ TEST_F_TIMEOUT(gmem_punch, refault_during_long_punch, 300)
 	WRITE_ONCE(pf.stop, true);
 	pthread_join(thread, NULL);
 
-	ksft_print_msg("punch of %lu hugepages took %.1f ms; %lu faults (%lu ended after its start); the first success %.1f ms after its start\n",
-		       n - 1, (punch_end - pf.punch_start) * 1e3, pf.tries, pf.tries_in_punch,
+	ksft_print_msg("punch of %lu hugepages: %.1f ms; %lu faults, %lu ended after its start\n",
+		       n - 1, (punch_end - pf.punch_start) * 1e3, pf.tries, pf.tries_in_punch);
+	ksft_print_msg("the first fault that succeeded ended %.1f ms after its start\n",
 		       pf.first_ok ? (pf.first_ok - pf.punch_start) * 1e3 : -1.0);
 	ASSERT_NE(0, pf.first_ok) TH_LOG("no fault succeeded");
 	ASSERT_LE(1, pf.tries_in_punch) TH_LOG("no fault ran during the punch");
 	ASSERT_LT(pf.first_ok, punch_end)
-		TH_LOG("faults failed until the punch returned: it gave the reservations back at its end");
+		TH_LOG("faults failed until the punch returned: reservations back at its end");
 	close(fd2);
 	gmem_guest_destroy(&g);
 	assert_pool(0, 0, "closed");
