@@ -1,0 +1,47 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * HugeTLB primitives for KVM guest_memfd.
+ *
+ * A guest_memfd created with GUEST_MEMFD_FLAG_HUGETLB keeps hugetlb folios
+ * in its own page cache, outside hugetlbfs.  These helpers are the part of
+ * that which belongs to hugetlb: pool reservations and their hugetlb cgroup
+ * charge, allocation of a zeroed folio from a reservation into a page
+ * cache, and its removal.  Everything else (which subpages are in use,
+ * what the guest may map) is KVM's, in virt/kvm/guest_memfd_hugetlb.c.
+ * Only KVM may call them.
+ */
+#ifndef _LINUX_HUGETLB_GMEM_H
+#define _LINUX_HUGETLB_GMEM_H
+
+#include <linux/types.h>
+
+struct address_space;
+struct folio;
+struct hstate;
+struct hugetlb_cgroup;
+struct mutex;
+
+#ifdef CONFIG_KVM_GMEM_HUGETLB
+unsigned long hugetlb_gmem_supported_shifts(void);
+struct hstate *hugetlb_gmem_hstate(unsigned int page_shift);
+int hugetlb_gmem_reserve(struct hstate *h, long nr,
+			 struct hugetlb_cgroup **h_cg);
+void hugetlb_gmem_unreserve(struct hstate *h, long nr,
+			    struct hugetlb_cgroup *h_cg);
+void hugetlb_gmem_uncharge(struct hstate *h, long nr,
+			   struct hugetlb_cgroup *h_cg);
+void hugetlb_gmem_put_cgroup(struct hstate *h, struct hugetlb_cgroup *h_cg);
+struct mutex *hugetlb_gmem_fault_mutex(struct address_space *mapping,
+				       pgoff_t hindex);
+struct folio *hugetlb_gmem_alloc_folio(struct hstate *h,
+				       struct address_space *mapping,
+				       pgoff_t hindex);
+void hugetlb_gmem_remove_folio(struct folio *folio);
+#else
+static inline unsigned long hugetlb_gmem_supported_shifts(void)
+{
+	return 0;
+}
+#endif /* CONFIG_KVM_GMEM_HUGETLB */
+
+#endif /* _LINUX_HUGETLB_GMEM_H */
