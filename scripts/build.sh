@@ -1,14 +1,15 @@
 #!/bin/bash
 # SPDX-License-Identifier: GPL-2.0
 # Build the patched kernel and the static selftests, incrementally.
-#   scripts/build.sh [kernel|selftests|bench|sev|all]     (default: all)
+#   scripts/build.sh [kernel|selftests|bench|sev|config|all]  (default: all)
 # kernel: the test kernel (tinyconfig + configs/hugetlb-gmem.config) in
 #         build/obj; selftests: the programs tests/vm-tests.txt and
 #         tests/vm-programs.txt name whose source is in build/src, static,
 #         in build/sel; bench: the benchmark kernel (the same plus
 #         configs/bench.config: no KASAN, lockdep, kmemleak, KVM_PROVE_MMU)
 #         in build/obj-bench; sev: KVM (arch/x86/kvm/) with KVM_AMD_SEV in
-#         build/obj-sev.
+#         build/obj-sev; config: only generate and check the three
+#         .configs.
 # Every target first runs scripts/prepare.py (build/src = 7.3 + series).
 set -euo pipefail
 
@@ -130,7 +131,10 @@ case "$what" in
 kernel) kernel "$OBJ" "$FRAGMENT" ;;
 bench) kernel "$BUILD/obj-bench" "$FRAGMENT" "$TOP/configs/bench.config" ;;
 sev) sev ;;
+config) config "$OBJ" "$FRAGMENT"
+	config "$BUILD/obj-bench" "$FRAGMENT" "$TOP/configs/bench.config"
+	config "$BUILD/obj-sev" "$FRAGMENT" "$TOP/configs/sev-build.config" ;;
 selftests) selftests ;;
 all) kernel "$OBJ" "$FRAGMENT"; selftests ;;
-*) echo "usage: $0 [kernel|selftests|bench|sev|all]" >&2; exit 2 ;;
+*) echo "usage: $0 [kernel|selftests|bench|sev|config|all]" >&2; exit 2 ;;
 esac

@@ -183,12 +183,14 @@ def install(touched, npatches):
             last = a if os.path.exists(a) else None
         else:
             last = orig_path(rel)
-        if not same(last, s) and not same(orig_path(rel), s):
+        if (os.path.lexists(s) and not same(last, s) and
+                not same(orig_path(rel), s)):
+            where = ("linux/%s" % rel if orig_path(rel) is None else
+                     "the diff of its patch (make edit, make save)")
             die("build/src/%s was edited by hand: build/src is generated "
-                "from series/ and linux/.  Move the change there (new files: "
-                "linux/%s; upstream files: make edit / make save), then "
-                "'rm build/src/%s' (or copy build/applied/%s back) and run "
-                "make prepare again" % (rel, rel, rel, rel))
+                "from series/ and linux/.  Move the change to %s, then "
+                "delete build/src/%s and run make prepare again"
+                % (rel, where, rel))
         todo.append((rel, want))
     for rel, want in todo:
         s = os.path.join(SRC, rel)

@@ -6,7 +6,7 @@
 set -u
 top=$(cd "$(dirname "$0")/../.." && pwd)
 build=${BUILD_DIR:-$top/build}
-bin=$build/sel/kvm/guest_memfd_hugetlb_movable_test
+bin=$build/sel/kvm/x86/guest_memfd_hugetlb_movable_test
 [ -x "$bin" ] || { echo "guest_memfd_hugetlb_movable_test is not in the series yet"; exit 4; }
 "$top/scripts/vmrun" ${VM_KERNEL:+--kernel "$VM_KERNEL"} --mem 3G --append "movablecore=1G" \
 	--log "$build/vmrun/movable-zone.log" --file "$bin" -- \
