@@ -41,8 +41,13 @@ wanted() {
 config() {	# config OBJ_DIR FRAGMENT...
 	local obj=$1 sum
 	shift
+	# Regenerated when a fragment, this script, the base or any Kconfig
+	# file changes (a patch adding a symbol: kbuild's own syncconfig would
+	# ask for it on a terminal that is not there and set it to n).
 	sum=$( (cat "$@" "$TOP/scripts/build.sh"; echo "${SERIES_UPTO:-}";
-		cat "$SRC/.prepare-unpacked") | sha1sum | cut -c1-40)
+		cat "$SRC/.prepare-unpacked"
+		find "$SRC" -name 'Kconfig*' -not -path '*/tools/*' -print0 |
+			sort -z | xargs -0 cat) | sha1sum | cut -c1-40)
 	if [ -f "$obj/.config" ] && [ "$(cat "$obj/.fragment" 2>/dev/null)" = "$sum" ]; then
 		return 0
 	fi
@@ -52,8 +57,8 @@ config() {	# config OBJ_DIR FRAGMENT...
 	"$SRC/scripts/kconfig/merge_config.sh" -m -O "$obj" "$obj/.config" \
 		"$@" >/dev/null
 	make -s -C "$SRC" O="$obj" olddefconfig >/dev/null
-	# Every option the fragments ask for must have taken effect, except
-	# those marked "# optional: CONFIG_X" (a symbol a patch will add).
+	# Every option the fragments ask for must have taken effect (a build
+	# of a prefix of the series may lack a symbol a later patch adds).
 	local bad=0 line sym
 	while read -r line; do
 		sym=${line#"# "}
@@ -63,9 +68,7 @@ config() {	# config OBJ_DIR FRAGMENT...
 			grep -q "^$sym=" "$obj/.config" || continue ;;
 		*)	grep -qx "$line" "$obj/.config" && continue ;;
 		esac
-		if grep -q "^# optional: $sym\$" "$@"; then
-			echo "build: note: optional $line not in effect (not in the series yet)"
-		elif [ -n "${SERIES_UPTO:-}" ]; then
+		if [ -n "${SERIES_UPTO:-}" ]; then
 			echo "build: note: $line not in effect after patch $SERIES_UPTO"
 		else
 			echo "build: error: $line did not take effect" >&2
@@ -88,11 +91,13 @@ kernel() {	# kernel OBJ_DIR FRAGMENT...
 selftests() {
 	local st suite name bin rest kvm=() mm=() p
 	[ -d "$OBJ/usr/include" ] || kernel "$OBJ" "$FRAGMENT"
-	while read -r st suite name bin rest; do
-		[ "$st" = run ] || continue
-		if [ "$suite" = @last ]; then
-			suite=$name name=$bin bin=${rest%% *}
-		fi
+	local line
+	while read -r line; do
+		set -- $line
+		[ "$1" = run ] || continue
+		shift
+		while [[ $1 == @* ]]; do shift; done	# @last, @noskip
+		suite=$1 bin=$3
 		case "$suite" in
 		kvm) kvm+=("$SEL/kvm/$bin") ;;
 		mm) mm+=("$SEL/mm/$bin") ;;

@@ -6,20 +6,25 @@
 
 prints one line per test of the list whose SUITE:NAME contains PATTERN:
 
-    run  [@last] SUITE NAME BINARY [ARGS...]
+    run  [@last] [@noskip] SUITE NAME BINARY [ARGS...]
     skip SUITE NAME # why
+    fail SUITE NAME # why
 
 A line of tests/vm-tests.txt is
 
-    [needs:REQ]... [@last] SUITE NAME BINARY [KEY=VALUE...] [ARGS...]
+    [needs:REQ]... [later:WHY] [@last] [@noskip] SUITE NAME BINARY [KEY=VALUE...] [ARGS...]
 
-and is skipped, with its reason, when a REQ is missing: a REQ CONFIG_FOO
-must be =y in the kernel's .config (--obj, default build/obj), any other
-REQ is a path that must exist in build/src.  A kvm or mm test also needs
-its source, tools/testing/selftests/SUITE/BINARY.c, in build/src (so a
-test of a later patch is skipped until the patch is there, and
-scripts/build.sh builds only what exists).  @last: run after every test
-without it (a test that loses hugepages for good).
+A REQ CONFIG_FOO must be =y in the kernel's .config (--obj, default
+build/obj), any other REQ is a path that must exist in build/src.  A kvm or
+mm test also needs its source, tools/testing/selftests/SUITE/BINARY.c, in
+build/src (scripts/build.sh builds only what exists).  A test whose REQ is
+missing fails ("fail"): the whole series is there, so it must be too.  It
+is only skipped when the line says why it is not there yet (later:WHY, a
+test of a later issue) or when SERIES_UPTO is set (a prefix of the series,
+as scripts/check-series builds it).  @last: run after every test without
+it (a test that loses hugepages for good).  @noskip: the test's binary must
+not report a skip as a whole (a kernel without the feature would make it
+skip); scripts/run-tests then counts a skip as a failure.
 """
 import os
 import sys
@@ -49,17 +54,22 @@ def parse(path):
             if not line or line.startswith("#"):
                 continue
             words = line.split()
-            needs, last = [], False
-            while words and (words[0].startswith("needs:") or
-                             words[0] == "@last"):
+            needs, last, flags = [], False, []
+            later = None
+            while words and (words[0].startswith(("needs:", "later:")) or
+                             words[0] in ("@last", "@noskip")):
                 w = words.pop(0)
                 if w == "@last":
                     last = True
+                elif w == "@noskip":
+                    flags.append(w)
+                elif w.startswith("later:"):
+                    later = w[len("later:"):]
                 else:
                     needs.append(w[len("needs:"):])
             if len(words) < 3:
                 sys.exit("testlist: bad line in %s: %s" % (path, line))
-            tests.append((needs, last, words))
+            tests.append((needs, last, later, flags, words))
     return tests
 
 
@@ -71,7 +81,8 @@ def main():
         args = args[2:]
     only = args[0] if args else ""
     ys = config_y(obj)
-    for needs, last, words in parse(os.path.join(TOP, "tests",
+    prefix = os.environ.get("SERIES_UPTO")
+    for needs, last, later, flags, words in parse(os.path.join(TOP, "tests",
                                                  "vm-tests.txt")):
         suite, name, binary = words[:3]
         if only and only not in "%s:%s" % (suite, name):
@@ -83,15 +94,22 @@ def main():
         for r in needs:
             if r.startswith("CONFIG_"):
                 if r not in ys:
-                    why = "%s is not set (not in the series yet?)" % r
+                    why = "%s is not set in the test kernel" % r
             elif not os.path.exists(os.path.join(SRC, r)):
-                why = "%s is not in the tree (not in the series yet)" % r
+                why = "%s is not in the tree" % r
             if why:
                 break
-        if why:
-            print("skip %s %s # %s" % (suite, name, why))
+        if why and later:
+            print("skip %s %s # %s: %s" % (suite, name, why, later))
+        elif why and prefix:
+            print("skip %s %s # %s (series up to %s)" % (suite, name, why,
+                                                        prefix))
+        elif why:
+            print("fail %s %s # %s" % (suite, name, why))
         else:
-            print("run %s%s" % ("@last " if last else "", " ".join(words)))
+            print("run %s%s" % ("".join(w + " " for w in
+                                        (["@last"] if last else []) + flags),
+                                " ".join(words)))
 
 
 if __name__ == "__main__":

@@ -1,13 +1,13 @@
 #!/bin/bash
 # hugetlb guest_memfd never takes a folio from ZONE_MOVABLE (it pins them):
 # boot with a movable zone, grow the 2 MiB pool at run time so that part of
-# it lands there, and run guest_memfd_hugetlb_movable_test.  Skipped (exit
-# 4) until the series has the test.
+# it lands there, and run guest_memfd_hugetlb_movable_test (built with the
+# selftests; a missing binary is a failure).
 set -u
 top=$(cd "$(dirname "$0")/../.." && pwd)
 build=${BUILD_DIR:-$top/build}
 bin=$build/sel/kvm/x86/guest_memfd_hugetlb_movable_test
-[ -x "$bin" ] || { echo "guest_memfd_hugetlb_movable_test is not in the series yet"; exit 4; }
+[ -x "$bin" ] || { echo "guest_memfd_hugetlb_movable_test is not built"; exit 1; }
 "$top/scripts/vmrun" ${VM_KERNEL:+--kernel "$VM_KERNEL"} --mem 3G --append "movablecore=1G" \
 	--log "$build/vmrun/movable-zone.log" --file "$bin" -- \
 	sh -c 'echo 1024 > /proc/sys/vm/nr_hugepages &&
