@@ -18,6 +18,7 @@
 #include <linux/sizes.h>
 
 #include "kvm_util.h"
+#include "ucall_common.h"
 
 /* ------------------------------------------------------------------------ */
 /* Backing                                                                  */
@@ -288,11 +289,21 @@ struct gmem_guest {
 
 bool sw_protected_vm_supported(void);
 struct kvm_vm *gmem_vm_create_barebones(void);
+/*
+ * NULL if a KVM_X86_SW_PROTECTED_VM can have a hugetlb guest_memfd of
+ * @page_size, else why not (a reason to skip).
+ */
+const char *gmem_hugetlb_unsupported(size_t page_size);
 void gmem_guest_create(struct gmem_guest *g, void *guest_code,
 		       const struct gmem_guest_args *args);
 void gmem_guest_destroy(struct gmem_guest *g);
 /* Run until the guest syncs @stage, or until GUEST_DONE() if @stage is 0. */
 void gmem_guest_run(struct kvm_vcpu *vcpu, u64 stage);
+/*
+ * The ucall the vCPU exited with: UCALL_SYNC or UCALL_DONE; a guest assert
+ * is reported, any other ucall fails.
+ */
+u64 gmem_guest_ucall(struct kvm_vcpu *vcpu, struct ucall *uc);
 
 /* Leaf mappings of each size in the VM's MMU (pages_4k/2m/1g). */
 struct mapping_levels {

@@ -35,6 +35,7 @@
 #include "ucall_common.h"
 
 #include "kselftest_harness.h"
+#include "gmem_hugetlb_harness.h"
 
 #define PMD_ORDER	9
 #define PUD_ORDER	18
@@ -302,17 +303,8 @@ FIXTURE_VARIANT_ADD(gmem_prepare, 1G) {
 
 FIXTURE_SETUP(gmem_prepare)
 {
-	struct guest_memfd_backing b = guest_memfd_hugetlb_backing(variant->page_size);
-	struct kvm_vm *vm;
-	bool valid;
-
-	if (!sw_protected_vm_supported())
-		SKIP(return, "no KVM_X86_SW_PROTECTED_VM");
-	vm = gmem_vm_create_barebones();
-	valid = vm_guest_memfd_backing_valid(vm, b);
-	kvm_vm_free(vm);
-	if (!valid)
-		SKIP(return, "no %zukB hugetlb guest_memfd", variant->page_size >> 10);
+	if (!gmem_hugetlb_require(_metadata, variant->page_size))
+		return;
 	if (!kvm_has_cap(KVM_CAP_PRE_FAULT_MEMORY))
 		SKIP(return, "no KVM_PRE_FAULT_MEMORY");
 	if (!gmem_trace_available(GMEM_TRACE_PREPARE | GMEM_TRACE_INVALIDATE))
@@ -382,8 +374,8 @@ static void __run_case(struct __test_metadata *_metadata, struct gmem_guest *g,
 	u64 s, e, i;
 	int k;
 
-	if (hugetlb_pool_unreserved(base) < c->folios)
-		SKIP(return, "need %d unreserved hugepages", c->folios);
+	if (!gmem_need_hugepages(_metadata, page_size, base, c->folios))
+		return;
 	if (c->reused_page)
 		dirty_pool_page(page_size);
 
@@ -430,191 +422,115 @@ static void __run_case(struct __test_metadata *_metadata, struct gmem_guest *g,
 	__finish(_metadata, g, m, page_size, base);
 }
 
-#define run_case(c) __run_case(_metadata, &self->g, &self->m, &self->base, variant->page_size, c)
+/* The test @name: the case of the fields that follow (struct prep_case). */
+#define PREP_TEST(name, ...)						\
+	static const struct prep_case case_##name = { __VA_ARGS__ };	\
+	TEST_F_TIMEOUT(gmem_prepare, name, 180)				\
+	{								\
+		__run_case(_metadata, &self->g, &self->m, &self->base,	\
+			   variant->page_size, &case_##name);		\
+	}
 
 /* The whole folio: one block of its order. */
-TEST_F_TIMEOUT(gmem_prepare, prefault_whole_folio, 180)
-{
-	static const struct prep_case c = {
-		.folios = 1,
-		.ops = {
-			{ PREFAULT, P(0, 0, 0), P(4, 0, 0) },
-			{ PREFAULT, X(0), P(0, 0, 1) },
-		},
-	};
-
-	run_case(&c);
-}
+PREP_TEST(prefault_whole_folio, .folios = 1, .ops = {
+	{ PREFAULT, P(0, 0, 0), P(4, 0, 0) },
+	{ PREFAULT, X(0), P(0, 0, 1) },
+})
 
 /* A pool page that anonymous hugetlb memory used is prepared all the same. */
-TEST_F_TIMEOUT(gmem_prepare, reused_pool_page_is_prepared, 180)
-{
-	static const struct prep_case c = {
-		.folios = 1,
-		.reused_page = true,
-		.ops = {
-			{ PREFAULT, P(0, 0, 0), P(4, 0, 0) },
-		},
-	};
-
-	run_case(&c);
-}
+PREP_TEST(reused_pool_page_is_prepared, .folios = 1, .reused_page = true, .ops = {
+	{ PREFAULT, P(0, 0, 0), P(4, 0, 0) },
+})
 
 /* fallocate() prepares nothing, and nothing unprepared is reclaimed. */
-TEST_F_TIMEOUT(gmem_prepare, allocate_prepares_nothing, 180)
-{
-	static const struct prep_case c = {
-		.folios = 1,
-		.ops = {
-			{ ALLOC, P(0, 0, 0), P(4, 0, 0) },
-			{ PUNCH, X(0), P(0, 0, 1) },
-		},
-	};
-
-	run_case(&c);
-}
+PREP_TEST(allocate_prepares_nothing, .folios = 1, .ops = {
+	{ ALLOC, P(0, 0, 0), P(4, 0, 0) },
+	{ PUNCH, X(0), P(0, 0, 1) },
+})
 
 /* A 4K punch, then a fault on it: that page alone is prepared again. */
-TEST_F_TIMEOUT(gmem_prepare, punch_then_refault, 180)
-{
-	static const struct prep_case c = {
-		.folios = 1,
-		.ops = {
-			{ PREFAULT, P(0, 0, 0), P(4, 0, 0) },
-			{ PUNCH, X(0), P(0, 0, 1) },
-			{ PREFAULT, X(0), P(0, 0, 1) },
-			{ PREFAULT, X(-1), P(0, 0, 3) },
-		},
-	};
-
-	run_case(&c);
-}
+PREP_TEST(punch_then_refault, .folios = 1, .ops = {
+	{ PREFAULT, P(0, 0, 0), P(4, 0, 0) },
+	{ PUNCH, X(0), P(0, 0, 1) },
+	{ PREFAULT, X(0), P(0, 0, 1) },
+	{ PREFAULT, X(-1), P(0, 0, 3) },
+})
 
 /*
  * Punch, refill, punch one subpage: refilled by fallocate() it is not
  * prepared, so its second punch reclaims nothing; refilled by a fault it
  * is, and is reclaimed again.
  */
-TEST_F_TIMEOUT(gmem_prepare, punch_refill_punch, 180)
-{
-	static const struct prep_case c = {
-		.folios = 1,
-		.ops = {
-			{ PREFAULT, P(0, 0, 0), P(4, 0, 0) },
-			{ PUNCH, X(0), P(0, 0, 1) },
-			{ ALLOC, X(0), P(0, 0, 1) },
-			{ PUNCH, X(0), P(0, 0, 1) },
-			{ PUNCH, X(2), P(0, 0, 1) },
-			{ PREFAULT, X(2), P(0, 0, 1) },
-			{ PUNCH, X(2), P(0, 0, 1) },
-			{ ALLOC, X(0), P(0, 0, 1) },
-		},
-	};
-
-	run_case(&c);
-}
+PREP_TEST(punch_refill_punch, .folios = 1, .ops = {
+	{ PREFAULT, P(0, 0, 0), P(4, 0, 0) },
+	{ PUNCH, X(0), P(0, 0, 1) },
+	{ ALLOC, X(0), P(0, 0, 1) },
+	{ PUNCH, X(0), P(0, 0, 1) },
+	{ PUNCH, X(2), P(0, 0, 1) },
+	{ PREFAULT, X(2), P(0, 0, 1) },
+	{ PUNCH, X(2), P(0, 0, 1) },
+	{ ALLOC, X(0), P(0, 0, 1) },
+})
 
 /* private -> shared (the VMM punches) -> private of one 4K page. */
-TEST_F_TIMEOUT(gmem_prepare, convert_round_trip, 180)
-{
-	static const struct prep_case c = {
-		.folios = 1,
-		.ops = {
-			{ PREFAULT, P(0, 0, 0), P(4, 0, 0) },
-			{ SHARED, X(0), P(0, 0, 1) },
-			{ PUNCH, X(0), P(0, 0, 1) },
-			{ PRIVATE, X(0), P(0, 0, 1) },
-			{ PREFAULT, P(0, 0, 0), P(4, 0, 0) },
-		},
-	};
-
-	run_case(&c);
-}
+PREP_TEST(convert_round_trip, .folios = 1, .ops = {
+	{ PREFAULT, P(0, 0, 0), P(4, 0, 0) },
+	{ SHARED, X(0), P(0, 0, 1) },
+	{ PUNCH, X(0), P(0, 0, 1) },
+	{ PRIVATE, X(0), P(0, 0, 1) },
+	{ PREFAULT, P(0, 0, 0), P(4, 0, 0) },
+})
 
 /* What is prepared of a punched folio is released as the fewest blocks. */
-TEST_F_TIMEOUT(gmem_prepare, close_with_hole, 180)
-{
-	static const struct prep_case c = {
-		.folios = 1,
-		.ops = {
-			{ PREFAULT, P(0, 0, 0), P(4, 0, 0) },
-			{ PUNCH, X(0), P(0, 0, 1) },
-		},
-	};
-
-	run_case(&c);
-}
+PREP_TEST(close_with_hole, .folios = 1, .ops = {
+	{ PREFAULT, P(0, 0, 0), P(4, 0, 0) },
+	{ PUNCH, X(0), P(0, 0, 1) },
+})
 
 /*
  * A memslot whose gpa is misaligned with its file offset by one level
  * below the folio's: blocks of that level at most; then a second, aligned
  * memslot of the rest prepares only the rest.
  */
-TEST_F_TIMEOUT(gmem_prepare, misaligned_memslot, 180)
-{
-	static const struct prep_case c = {
-		.folios = 1,
-		.slot_at = P(0, 1, 0),
-		.ops = {
-			{ PREFAULT, P(0, 1, 0), P(4, -1, 0) },
-			{ SLOT2, P(0, 0, 0), P(0, 1, 0) },
-			{ PREFAULT, P(0, 0, 0), P(0, 1, 0) },
-		},
-	};
-
-	run_case(&c);
-}
+PREP_TEST(misaligned_memslot, .folios = 1, .slot_at = P(0, 1, 0), .ops = {
+	{ PREFAULT, P(0, 1, 0), P(4, -1, 0) },
+	{ SLOT2, P(0, 0, 0), P(0, 1, 0) },
+	{ PREFAULT, P(0, 0, 0), P(0, 1, 0) },
+})
 
 /* A memslot smaller than the folio: only blocks inside the memslot. */
-TEST_F_TIMEOUT(gmem_prepare, memslot_inside_folio, 180)
-{
-	static const struct prep_case c = {
-		.folios = 1,
-		.slot_len = P(2, 0, 1),
-		.ops = {
-			{ PREFAULT, P(0, 0, 0), P(2, 0, 1) },
-		},
-	};
-
-	run_case(&c);
-}
+PREP_TEST(memslot_inside_folio, .folios = 1, .slot_len = P(2, 0, 1), .ops = {
+	{ PREFAULT, P(0, 0, 0), P(2, 0, 1) },
+})
 
 /*
  * Punches, refills and faults over two folios: overlapping punches, a
  * refill inside a hole, a punch across the folios, a folio emptied by
  * partial punches (released, not punched) and allocated again.
  */
-TEST_F_TIMEOUT(gmem_prepare, punch_and_refill_sequence, 180)
-{
-	static const struct prep_case c = {
-		.folios = 2,
-		.ops = {
-			{ ALLOC, P(0, 0, 0), P(8, 0, 0) },
-			{ PREFAULT, P(0, 0, 0), P(8, 0, 0) },
-			{ PUNCH, P(6, 0, 0), P(1, 0, 0) },
-			{ PUNCH, P(4, 0, 1), P(0, 0, 2) },
-			{ PUNCH, P(6, 0, -2), P(1, 0, 4) },
-			{ ALLOC, P(6, 0, 0), P(0, 0, 1) },
-			{ PREFAULT, P(6, 0, 0), P(0, 0, 1) },
-			{ PUNCH, P(6, 0, 0), P(0, 0, 16) },
-			{ PUNCH, P(0, 0, 1), P(4, 0, -1) },
-			{ PUNCH, P(0, 0, 0), P(0, 0, 1) },
-			{ ALLOC, P(2, 0, 0), P(0, 0, 1) },
-			{ PREFAULT, P(2, 0, 0), P(0, 0, 1) },
-			{ PUNCH, P(1, 0, 0), P(1, 0, 0) },
-			{ PUNCH, P(0, 0, 0), P(4, 0, 0) },
-			{ ALLOC, P(0, 0, 0), P(0, 0, 1) },
-			{ PREFAULT, P(0, 0, 0), P(0, 0, 1) },
-			{ PUNCH, P(4, 0, -2), P(0, 0, 4) },
-			{ ALLOC, P(0, 0, 0), P(4, 0, 0) },
-			{ PREFAULT, P(0, 0, 0), P(4, 0, 0) },
-			{ PUNCH, P(0, 0, 0), P(0, 0, 1) },
-			{ PUNCH, P(0, 0, 1), P(4, 0, -1) },
-		},
-	};
-
-	run_case(&c);
-}
+PREP_TEST(punch_and_refill_sequence, .folios = 2, .ops = {
+	{ ALLOC, P(0, 0, 0), P(8, 0, 0) },
+	{ PREFAULT, P(0, 0, 0), P(8, 0, 0) },
+	{ PUNCH, P(6, 0, 0), P(1, 0, 0) },
+	{ PUNCH, P(4, 0, 1), P(0, 0, 2) },
+	{ PUNCH, P(6, 0, -2), P(1, 0, 4) },
+	{ ALLOC, P(6, 0, 0), P(0, 0, 1) },
+	{ PREFAULT, P(6, 0, 0), P(0, 0, 1) },
+	{ PUNCH, P(6, 0, 0), P(0, 0, 16) },
+	{ PUNCH, P(0, 0, 1), P(4, 0, -1) },
+	{ PUNCH, P(0, 0, 0), P(0, 0, 1) },
+	{ ALLOC, P(2, 0, 0), P(0, 0, 1) },
+	{ PREFAULT, P(2, 0, 0), P(0, 0, 1) },
+	{ PUNCH, P(1, 0, 0), P(1, 0, 0) },
+	{ PUNCH, P(0, 0, 0), P(4, 0, 0) },
+	{ ALLOC, P(0, 0, 0), P(0, 0, 1) },
+	{ PREFAULT, P(0, 0, 0), P(0, 0, 1) },
+	{ PUNCH, P(4, 0, -2), P(0, 0, 4) },
+	{ ALLOC, P(0, 0, 0), P(4, 0, 0) },
+	{ PREFAULT, P(0, 0, 0), P(4, 0, 0) },
+	{ PUNCH, P(0, 0, 0), P(0, 0, 1) },
+	{ PUNCH, P(0, 0, 1), P(4, 0, -1) },
+})
 
 /* ------------------------------------------------------------------------ */
 /* A round trip with a running guest                                        */
@@ -683,8 +599,8 @@ static void __round_trip(struct __test_metadata *_metadata, struct gmem_guest *g
 	u64 stage = 0;
 	char lv[96];
 
-	if (!hugetlb_pool_unreserved(base))
-		SKIP(return, "need an unreserved hugepage");
+	if (!gmem_need_hugepages(_metadata, hpage, base, 1))
+		return;
 	model_init(m, hpage / SZ_4K, 1);
 	m->slot[m->nr_slots++] = (struct model_slot){ GMEM_GUEST_GPA / SZ_4K, 0, hpage / SZ_4K };
 	gmem_guest_create(g, guest_touch_code, &args);

@@ -32,6 +32,7 @@
 #include "ucall_common.h"
 
 #include "kselftest_harness.h"
+#include "gmem_hugetlb_harness.h"
 
 /* Never zero, so that stale data can't pass for zeroed memory. */
 #define PATTERN(off)	((u64)(0xc3c33c3c00000000ULL ^ (off)))
@@ -58,17 +59,8 @@ static u64 rand_below(struct kvm_random_state *rng, u64 n)
 	return kvm_random_u64(rng) % n;
 }
 
-static bool __need_hugepages(struct __test_metadata *_metadata, size_t page_size,
-			     const struct hugetlb_pool *base, u64 nr)
-{
-	if (hugetlb_pool_unreserved(base) >= nr)
-		return true;
-	SKIP(return false, "need %lu unreserved %zukB hugepages, the pool has %lu",
-	     nr, page_size >> 10, hugetlb_pool_unreserved(base));
-}
-
 #define need_hugepages(nr) \
-	__need_hugepages(_metadata, variant->page_size, &self->base, nr)
+	gmem_need_hugepages(_metadata, variant->page_size, &self->base, nr)
 #define assert_pool(free, resv, fmt, ...) \
 	hugetlb_pool_assert(variant->page_size, &self->base, free, resv, fmt, ##__VA_ARGS__)
 /* Expected fdinfo of a file of @n hugepages: the counters that aren't 0. */
@@ -134,12 +126,10 @@ FIXTURE_VARIANT_ADD(gmem_punch, 1G) {
 
 FIXTURE_SETUP(gmem_punch)
 {
-	if (!sw_protected_vm_supported())
-		SKIP(return, "no KVM_X86_SW_PROTECTED_VM");
+	if (!gmem_hugetlb_require(_metadata, variant->page_size))
+		return;
 	self->vm = gmem_vm_create_barebones();
 	self->backing = guest_memfd_hugetlb_backing(variant->page_size);
-	if (!vm_guest_memfd_backing_valid(self->vm, self->backing))
-		SKIP(return, "no %zukB hugetlb guest_memfd", variant->page_size >> 10);
 	ASSERT_TRUE(hugetlb_pool_read(variant->page_size, &self->base));
 }
 
@@ -712,19 +702,12 @@ static void stress_vcpu_run(struct stress *st)
 		    st->count[STRESS_VCPU], st->count[STRESS_PUNCH],
 		    st->count[STRESS_REFILL], st->count[STRESS_CONVERT]);
 	TEST_ASSERT_KVM_EXIT_REASON(vcpu, KVM_EXIT_IO);
-	switch (get_ucall(vcpu, &uc)) {
-	case UCALL_SYNC:
-		TEST_ASSERT(uc.args[1] == STAGE_STRESS, "stage %lu", uc.args[1]);
-		st->guest_own = uc.args[2];
-		st->guest_zero = uc.args[3];
-		WRITE_ONCE(st->count[STRESS_VCPU], st->count[STRESS_VCPU] + 1);
-		break;
-	case UCALL_ABORT:
-		REPORT_GUEST_ASSERT(uc);
-		break;
-	default:
-		TEST_FAIL("unexpected ucall %lu", uc.cmd);
-	}
+	TEST_ASSERT(gmem_guest_ucall(vcpu, &uc) == UCALL_SYNC,
+		    "unexpected ucall %lu", uc.cmd);
+	TEST_ASSERT(uc.args[1] == STAGE_STRESS, "stage %lu", uc.args[1]);
+	st->guest_own = uc.args[2];
+	st->guest_zero = uc.args[3];
+	WRITE_ONCE(st->count[STRESS_VCPU], st->count[STRESS_VCPU] + 1);
 }
 
 struct stress_thread {
@@ -1028,8 +1011,7 @@ static void *spin_fn(void *arg)
 			continue;
 		}
 		TEST_ASSERT_KVM_EXIT_REASON(sp->vcpu, KVM_EXIT_IO);
-		if (get_ucall(sp->vcpu, &uc) == UCALL_ABORT)
-			REPORT_GUEST_ASSERT(uc);
+		gmem_guest_ucall(sp->vcpu, &uc);
 		sp->syncs++;
 	}
 	return NULL;

@@ -30,24 +30,15 @@
 #include "ucall_common.h"
 
 #include "kselftest_harness.h"
+#include "gmem_hugetlb_harness.h"
 
 /* Never zero, so that stale data can't pass for zeroed memory. */
 #define PATTERN(off)	((u64)(0x5a5aa5a500000000ULL ^ (off)))
 
 enum { STAGE_READY = 1, STAGE_TOUCHED, STAGE_RETOUCHED, STAGE_RACE };
 
-/* Skip unless the pool has @nr pages no file reserved yet. */
-static bool __need_hugepages(struct __test_metadata *_metadata, size_t page_size,
-			     const struct hugetlb_pool *base, u64 nr)
-{
-	if (hugetlb_pool_unreserved(base) >= nr)
-		return true;
-	SKIP(return false, "need %lu unreserved %zukB hugepages, the pool has %lu",
-	     nr, page_size >> 10, hugetlb_pool_unreserved(base));
-}
-
 #define need_hugepages(nr) \
-	__need_hugepages(_metadata, variant->page_size, &self->base, nr)
+	gmem_need_hugepages(_metadata, variant->page_size, &self->base, nr)
 #define assert_pool(free, resv, fmt, ...) \
 	hugetlb_pool_assert(variant->page_size, &self->base, free, resv, fmt, ##__VA_ARGS__)
 
@@ -75,14 +66,10 @@ FIXTURE_VARIANT_ADD(gmem_hugetlb, 1G) {
 
 FIXTURE_SETUP(gmem_hugetlb)
 {
-	if (!sw_protected_vm_supported())
-		SKIP(return, "no KVM_X86_SW_PROTECTED_VM");
+	if (!gmem_hugetlb_require(_metadata, variant->page_size))
+		return;
 	self->vm = gmem_vm_create_barebones();
 	self->backing = guest_memfd_hugetlb_backing(variant->page_size);
-	if (!vm_guest_memfd_backing_valid(self->vm, self->backing))
-		SKIP(return, "no %zukB hugetlb guest_memfd (KVM_CAP_GUEST_MEMFD_HUGETLB 0x%x)",
-		     variant->page_size >> 10,
-		     vm_check_cap(self->vm, KVM_CAP_GUEST_MEMFD_HUGETLB));
 	ASSERT_TRUE(hugetlb_pool_read(variant->page_size, &self->base));
 }
 
@@ -517,7 +504,7 @@ static void file_steps(struct __test_metadata *_metadata, struct kvm_vm *vm,
 	const struct steps_ctx c = { guest_memfd_backing_page_size(backing), base };
 	int fd;
 
-	if (!__need_hugepages(_metadata, c.hpage, base, 2))
+	if (!gmem_need_hugepages(_metadata, c.hpage, base, 2))
 		return;
 	fd = vm_create_guest_memfd_backing(vm, 2 * c.hpage, backing);
 	hugetlb_pool_assert(c.hpage, base, 0, 2, "created a two-page file");
@@ -526,36 +513,36 @@ static void file_steps(struct __test_metadata *_metadata, struct kvm_vm *vm,
 	hugetlb_pool_assert(c.hpage, base, 0, 0, "closed");
 }
 
-TEST_F_TIMEOUT(gmem_hugetlb, fallocate_accounting, 120)
-{
-	static const struct step steps[] = {
-		{ ALLOC, AT(1, 0), AT(0, 1), 0, -1, 1, .what = "4K of page 0 allocates all of it" },
-		{ ALLOC, AT(1, 0), AT(0, 1), 0, -1, 1, .what = "again: nothing" },
-		{ ALLOC, AT(0, 0), AT(2, 0), 0, -1, 1, .what = "all of page 0: nothing" },
-		{ ALLOC, AT(2, -1), AT(0, 2), 0, -2, 0, .what = "across pages 0 and 1" },
-		{ ALLOC, AT(0, 0), AT(4, 0), 0, -2, 0, .what = "the whole file: nothing" },
-	};
+/*
+ * The test @name: the steps that follow, rows of struct step, on a new
+ * two-hugepage file.  They are steps_<name>[] for other tests.
+ */
+#define FILE_STEPS_TEST(name, ...)					\
+	static const struct step steps_##name[] = __VA_ARGS__;		\
+	TEST_F_TIMEOUT(gmem_hugetlb, name, 120)				\
+	{								\
+		file_steps(_metadata, self->vm, self->backing, &self->base, \
+			   steps_##name, ARRAY_SIZE(steps_##name));	\
+	}
 
-	file_steps(_metadata, self->vm, self->backing, &self->base, steps,
-		   ARRAY_SIZE(steps));
-}
+FILE_STEPS_TEST(fallocate_accounting, {
+	{ ALLOC, AT(1, 0), AT(0, 1), 0, -1, 1, .what = "4K of page 0 allocates all of it" },
+	{ ALLOC, AT(1, 0), AT(0, 1), 0, -1, 1, .what = "again: nothing" },
+	{ ALLOC, AT(0, 0), AT(2, 0), 0, -1, 1, .what = "all of page 0: nothing" },
+	{ ALLOC, AT(2, -1), AT(0, 2), 0, -2, 0, .what = "across pages 0 and 1" },
+	{ ALLOC, AT(0, 0), AT(4, 0), 0, -2, 0, .what = "the whole file: nothing" },
+})
 
-TEST_F_TIMEOUT(gmem_hugetlb, punch_hole_accounting, 120)
-{
-	static const struct step steps[] = {
-		{ ALLOC, AT(0, 0), AT(0, 1), 0, -1, 1, .what = "allocated page 0" },
-		{ PUNCH, AT(2, 0), AT(2, 0), 0, -1, 0, .what = "punched page 1 before use" },
-		{ PUNCH, AT(2, 0), AT(2, 0), 0, -1, 0, .what = "again" },
-		{ PUNCH, AT(0, 0), AT(2, 0), 0, 0, 0, .what = "punched allocated page 0" },
-		{ PUNCH, AT(0, 0), AT(2, 0), 0, 0, 0, .what = "again" },
-		{ ALLOC, AT(2, -1), AT(0, 2), 0, -2, 0, .what = "both punched pages again" },
-		{ PUNCH, AT(4, 0), AT(2, 0), 0, -2, 0, .what = "beyond EOF: nothing" },
-		{ PUNCH, AT(0, 0), AT(4, 0), 0, 0, 0, .what = "the whole file" },
-	};
-
-	file_steps(_metadata, self->vm, self->backing, &self->base, steps,
-		   ARRAY_SIZE(steps));
-}
+FILE_STEPS_TEST(punch_hole_accounting, {
+	{ ALLOC, AT(0, 0), AT(0, 1), 0, -1, 1, .what = "allocated page 0" },
+	{ PUNCH, AT(2, 0), AT(2, 0), 0, -1, 0, .what = "punched page 1 before use" },
+	{ PUNCH, AT(2, 0), AT(2, 0), 0, -1, 0, .what = "again" },
+	{ PUNCH, AT(0, 0), AT(2, 0), 0, 0, 0, .what = "punched allocated page 0" },
+	{ PUNCH, AT(0, 0), AT(2, 0), 0, 0, 0, .what = "again" },
+	{ ALLOC, AT(2, -1), AT(0, 2), 0, -2, 0, .what = "both punched pages again" },
+	{ PUNCH, AT(4, 0), AT(2, 0), 0, -2, 0, .what = "beyond EOF: nothing" },
+	{ PUNCH, AT(0, 0), AT(4, 0), 0, 0, 0, .what = "the whole file" },
+})
 
 /*
  * Lazy punch-hole: a partial punch keeps the folio and the pool as they
@@ -563,57 +550,39 @@ TEST_F_TIMEOUT(gmem_hugetlb, punch_hole_accounting, 120)
  * and its reservation with it.  A partial punch of a hugepage without a
  * folio changes nothing.
  */
-TEST_F_TIMEOUT(gmem_hugetlb, punch_hole_partial_is_lazy, 120)
-{
-	static const struct step steps[] = {
-		{ ALLOC, AT(0, 0), AT(2, 0), 0, -1, 1, .what = "allocated page 0" },
-		{ PUNCH, AT(0, 0), AT(0, 1), 0, -1, 1, 1, AT(0, 1), "first 4K" },
-		{ PUNCH, AT(0, 1), AT(1, -1), 0, -1, 1, 1, AT(1, 0), "to the middle" },
-		{ PUNCH, AT(1, 0), AT(1, -2), 0, -1, 1, 1, AT(2, -2), "all but 8K" },
-		{ PUNCH, AT(2, 0), AT(0, 1), 0, -1, 1, 1, AT(2, -2), "page 1 has no folio" },
-		{ PUNCH, AT(2, 1), AT(1, 0), 0, -1, 1, 1, AT(2, -2), "page 1 again" },
-		{ PUNCH, AT(0, 0), AT(1, 0), 0, -1, 1, 1, AT(2, -2), "what is punched" },
-		{ PUNCH, AT(2, -1), AT(0, 1), 0, -1, 1, 1, AT(2, -1), "one subpage left" },
-		{ PUNCH, AT(2, -2), AT(0, 1), 0, 0, 1, 0, AT(0, 0), "the last subpage" },
-	};
-
-	file_steps(_metadata, self->vm, self->backing, &self->base, steps,
-		   ARRAY_SIZE(steps));
-}
+FILE_STEPS_TEST(punch_hole_partial_is_lazy, {
+	{ ALLOC, AT(0, 0), AT(2, 0), 0, -1, 1, .what = "allocated page 0" },
+	{ PUNCH, AT(0, 0), AT(0, 1), 0, -1, 1, 1, AT(0, 1), "first 4K" },
+	{ PUNCH, AT(0, 1), AT(1, -1), 0, -1, 1, 1, AT(1, 0), "to the middle" },
+	{ PUNCH, AT(1, 0), AT(1, -2), 0, -1, 1, 1, AT(2, -2), "all but 8K" },
+	{ PUNCH, AT(2, 0), AT(0, 1), 0, -1, 1, 1, AT(2, -2), "page 1 has no folio" },
+	{ PUNCH, AT(2, 1), AT(1, 0), 0, -1, 1, 1, AT(2, -2), "page 1 again" },
+	{ PUNCH, AT(0, 0), AT(1, 0), 0, -1, 1, 1, AT(2, -2), "what is punched" },
+	{ PUNCH, AT(2, -1), AT(0, 1), 0, -1, 1, 1, AT(2, -1), "one subpage left" },
+	{ PUNCH, AT(2, -2), AT(0, 1), 0, 0, 1, 0, AT(0, 0), "the last subpage" },
+})
 
 /* st_blocks follows the allocated hugepages; a partial punch keeps one. */
-TEST_F_TIMEOUT(gmem_hugetlb, st_blocks_follow_allocation, 120)
-{
-	static const struct step steps[] = {
-		{ ALLOC, AT(0, 0), AT(4, 0), 0, -2, 0, .what = "both pages" },
-		{ PUNCH, AT(0, 1), AT(0, 16), 0, -2, 0, 1, AT(0, 16), "64K of page 0" },
-		{ PUNCH, AT(2, 0), AT(2, 0), 0, -1, 0, 1, AT(0, 16), "page 1" },
-		{ PUNCH, AT(0, 0), AT(0, 1), 0, -1, 0, 1, AT(0, 17), "4K more" },
-		{ PUNCH, AT(0, 17), AT(2, -17), 0, 0, 0, .what = "the rest of page 0" },
-		{ ALLOC, AT(2, 1), AT(0, 1), 0, -1, 0, .what = "4K of page 1" },
-	};
+FILE_STEPS_TEST(st_blocks_follow_allocation, {
+	{ ALLOC, AT(0, 0), AT(4, 0), 0, -2, 0, .what = "both pages" },
+	{ PUNCH, AT(0, 1), AT(0, 16), 0, -2, 0, 1, AT(0, 16), "64K of page 0" },
+	{ PUNCH, AT(2, 0), AT(2, 0), 0, -1, 0, 1, AT(0, 16), "page 1" },
+	{ PUNCH, AT(0, 0), AT(0, 1), 0, -1, 0, 1, AT(0, 17), "4K more" },
+	{ PUNCH, AT(0, 17), AT(2, -17), 0, 0, 0, .what = "the rest of page 0" },
+	{ ALLOC, AT(2, 1), AT(0, 1), 0, -1, 0, .what = "4K of page 1" },
+})
 
-	file_steps(_metadata, self->vm, self->backing, &self->base, steps,
-		   ARRAY_SIZE(steps));
-}
-
-TEST_F_TIMEOUT(gmem_hugetlb, fallocate_invalid, 120)
-{
-	static const struct step steps[] = {
-		{ ALLOC, ATB(0, 0, 1), AT(0, 1), EINVAL, 0, 2, .what = "unaligned offset" },
-		{ ALLOC, AT(0, 0), ATB(0, 1, -1), EINVAL, 0, 2, .what = "unaligned length" },
-		{ ALLOC, AT(0, 1), ATB(2, 0, 1), EINVAL, 0, 2, .what = "unaligned length" },
-		{ PUNCH, ATB(0, 0, 1), AT(2, 0), EINVAL, 0, 2, .what = "unaligned offset" },
-		{ PUNCH, AT(0, 0), ATB(2, 0, -1), EINVAL, 0, 2, .what = "unaligned length" },
-		{ PUNCH, AT(2, 0), ATB(2, 0, 1), EINVAL, 0, 2, .what = "unaligned length" },
-		{ ALLOC, AT(4, 0), AT(0, 1), EINVAL, 0, 2, .what = "at EOF" },
-		{ ALLOC, AT(4, -1), AT(0, 2), EINVAL, 0, 2, .what = "across EOF" },
-		{ ALLOC, AT(6, 0), AT(2, 0), EINVAL, 0, 2, .what = "beyond EOF" },
-	};
-
-	file_steps(_metadata, self->vm, self->backing, &self->base, steps,
-		   ARRAY_SIZE(steps));
-}
+FILE_STEPS_TEST(fallocate_invalid, {
+	{ ALLOC, ATB(0, 0, 1), AT(0, 1), EINVAL, 0, 2, .what = "unaligned offset" },
+	{ ALLOC, AT(0, 0), ATB(0, 1, -1), EINVAL, 0, 2, .what = "unaligned length" },
+	{ ALLOC, AT(0, 1), ATB(2, 0, 1), EINVAL, 0, 2, .what = "unaligned length" },
+	{ PUNCH, ATB(0, 0, 1), AT(2, 0), EINVAL, 0, 2, .what = "unaligned offset" },
+	{ PUNCH, AT(0, 0), ATB(2, 0, -1), EINVAL, 0, 2, .what = "unaligned length" },
+	{ PUNCH, AT(2, 0), ATB(2, 0, 1), EINVAL, 0, 2, .what = "unaligned length" },
+	{ ALLOC, AT(4, 0), AT(0, 1), EINVAL, 0, 2, .what = "at EOF" },
+	{ ALLOC, AT(4, -1), AT(0, 2), EINVAL, 0, 2, .what = "across EOF" },
+	{ ALLOC, AT(6, 0), AT(2, 0), EINVAL, 0, 2, .what = "beyond EOF" },
+})
 
 /* ------------------------------------------------------------------------ */
 /* Races                                                                    */
@@ -931,21 +900,14 @@ FIXTURE_VARIANT_ADD(gmem_hugetlb_cgroup, 1G) {
 	.page_size = SZ_1G,
 };
 
-/* Moves the test's process into a new cgroup, and creates a VM. */
+/* Moves the test's process into a new cgroup. */
 FIXTURE_SETUP(gmem_hugetlb_cgroup)
 {
-	struct kvm_vm *vm;
 	const char *why;
-	bool valid;
 
-	if (!sw_protected_vm_supported())
-		SKIP(return, "no KVM_X86_SW_PROTECTED_VM");
+	if (!gmem_hugetlb_require(_metadata, variant->page_size))
+		return;
 	self->backing = guest_memfd_hugetlb_backing(variant->page_size);
-	vm = gmem_vm_create_barebones();
-	valid = vm_guest_memfd_backing_valid(vm, self->backing);
-	kvm_vm_free(vm);
-	if (!valid)
-		SKIP(return, "no %zukB hugetlb guest_memfd", variant->page_size >> 10);
 	ASSERT_TRUE(hugetlb_pool_read(variant->page_size, &self->base));
 	why = hugetlb_cgroup_enter(&self->cg, variant->page_size);
 	if (why) {
@@ -969,19 +931,14 @@ FIXTURE_TEARDOWN_PARENT(gmem_hugetlb_cgroup)
 
 /*
  * The charges follow the hugepages the file reserved or allocated through
- * creation, partial and whole punches, refaults and close, also when
- * hugetlb.<size>.rsvd.max leaves no room to spare: a refault then finds
- * the room its punch gave back, and nothing more.
+ * creation, partial and whole punches, refaults and close (the steps of
+ * st_blocks_follow_allocation), also when hugetlb.<size>.rsvd.max leaves
+ * no room to spare: a refault then finds the room its punch gave back, and
+ * nothing more.
  */
 TEST_F_TIMEOUT(gmem_hugetlb_cgroup, charges_follow_punch_and_refault, 120)
 {
-	static const struct step steps[] = {
-		{ ALLOC, AT(0, 0), AT(4, 0), 0, -2, 0, .what = "both pages" },
-		{ PUNCH, AT(0, 1), AT(0, 16), 0, -2, 0, 1, AT(0, 16), "64K of page 0" },
-		{ PUNCH, AT(2, 0), AT(2, 0), 0, -1, 0, 1, AT(0, 16), "page 1" },
-		{ PUNCH, AT(0, 0), AT(0, 1), 0, -1, 0, 1, AT(0, 17), "4K more" },
-		{ PUNCH, AT(0, 17), AT(2, -17), 0, 0, 0, .what = "the rest of page 0" },
-		{ ALLOC, AT(2, 0), AT(0, 1), 0, -1, 0, .what = "refaulted page 1" },
+	static const struct step rsvd_max_steps[] = {
 		{ RSVD_MAX, .len = AT(2, 0), .what = "rsvd.max: one page" },
 		{ PUNCH, AT(2, 0), AT(2, 0), 0, 0, 0, .what = "punched page 1" },
 		{ ALLOC, AT(0, 0), AT(0, 1), 0, -1, 0, .what = "page 0 in its room" },
@@ -999,7 +956,9 @@ TEST_F_TIMEOUT(gmem_hugetlb_cgroup, charges_follow_punch_and_refault, 120)
 	vm = gmem_vm_create_barebones();
 	fd = vm_create_guest_memfd_backing(vm, 2 * variant->page_size, self->backing);
 	ASSERT_EQ(c.rsvd0 + 2 * variant->page_size, hugetlb_cgroup_rsvd(&self->cg));
-	run_steps(_metadata, &c, fd, steps, ARRAY_SIZE(steps));
+	run_steps(_metadata, &c, fd, steps_st_blocks_follow_allocation,
+		  ARRAY_SIZE(steps_st_blocks_follow_allocation));
+	run_steps(_metadata, &c, fd, rsvd_max_steps, ARRAY_SIZE(rsvd_max_steps));
 
 	/* A new file over the limit fails and charges nothing. */
 	fd2 = __vm_create_guest_memfd_backing(vm, variant->page_size, self->backing);

@@ -24,6 +24,28 @@ struct kvm_vm *gmem_vm_create_barebones(void)
 	return vm_create_barebones_type(KVM_X86_SW_PROTECTED_VM);
 }
 
+const char *gmem_hugetlb_unsupported(size_t page_size)
+{
+	struct guest_memfd_backing b = guest_memfd_hugetlb_backing(page_size);
+	static char why[96];
+	struct kvm_vm *vm;
+	bool valid;
+	int sizes;
+
+	if (!sw_protected_vm_supported())
+		return "no KVM_X86_SW_PROTECTED_VM";
+	vm = gmem_vm_create_barebones();
+	valid = vm_guest_memfd_backing_valid(vm, b);
+	sizes = vm_check_cap(vm, KVM_CAP_GUEST_MEMFD_HUGETLB);
+	kvm_vm_free(vm);
+	if (valid)
+		return NULL;
+	snprintf(why, sizeof(why),
+		 "no %zukB hugetlb guest_memfd (KVM_CAP_GUEST_MEMFD_HUGETLB 0x%x)",
+		 page_size >> 10, sizes);
+	return why;
+}
+
 void gmem_guest_create(struct gmem_guest *g, void *guest_code,
 		       const struct gmem_guest_args *args)
 {
@@ -75,21 +97,23 @@ void gmem_guest_run(struct kvm_vcpu *vcpu, u64 stage)
 	TEST_ASSERT(!r, KVM_IOCTL_ERROR(KVM_RUN, r));
 	TEST_ASSERT_KVM_EXIT_REASON(vcpu, KVM_EXIT_IO);
 
-	switch (get_ucall(vcpu, &uc)) {
-	case UCALL_SYNC:
+	if (gmem_guest_ucall(vcpu, &uc) == UCALL_DONE)
+		TEST_ASSERT(!stage, "guest done, expected stage %lu", stage);
+	else
 		TEST_ASSERT(uc.args[1] == stage,
 			    "guest synced at stage %lu, expected %lu",
 			    uc.args[1], stage);
-		break;
-	case UCALL_DONE:
-		TEST_ASSERT(!stage, "guest done, expected stage %lu", stage);
-		break;
-	case UCALL_ABORT:
-		REPORT_GUEST_ASSERT(uc);
-		break;
-	default:
-		TEST_FAIL("unexpected ucall %lu", uc.cmd);
-	}
+}
+
+u64 gmem_guest_ucall(struct kvm_vcpu *vcpu, struct ucall *uc)
+{
+	u64 cmd = get_ucall(vcpu, uc);
+
+	if (cmd == UCALL_ABORT)
+		REPORT_GUEST_ASSERT(*uc);
+	TEST_ASSERT(cmd == UCALL_SYNC || cmd == UCALL_DONE,
+		    "unexpected ucall %lu", cmd);
+	return cmd;
 }
 
 void mapping_levels_read(struct kvm_vm *vm, struct mapping_levels *l)
