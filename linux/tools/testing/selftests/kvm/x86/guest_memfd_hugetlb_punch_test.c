@@ -917,7 +917,7 @@ static void stress_run(struct __test_metadata *_metadata,
 	pthread_barrier_destroy(&st.barrier);
 
 	ASSERT_EQ(-1, starved)
-		TH_LOG("%s starved: none while the others made %lu punches, conversions or syncs (%.0f s)",
+		TH_LOG("%s starved: none in %lu punches, conversions, syncs (%.0f s)",
 		       stress_names[starved], st.longest_wait[starved], secs);
 	if (least < STRESS_ROUNDS)
 		SKIP(goto out, "the machine made too little progress to judge in %.0f s", secs);
