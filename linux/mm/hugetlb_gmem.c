@@ -226,6 +226,8 @@ struct folio *hugetlb_gmem_alloc_folio(struct hstate *h,
 	struct folio *folio;
 	int err;
 
+	lockdep_assert_held(hugetlb_gmem_fault_mutex(mapping, hindex));
+
 	err = hugetlb_cgroup_charge_cgroup(hstate_index(h), nr_pages, &h_cg);
 	if (err)
 		return ERR_PTR(err);

@@ -208,7 +208,7 @@ VISIBLE_IF_KUNIT int kvm_gmem_subpages_max_order(const unsigned long *map,
 }
 EXPORT_SYMBOL_IF_KUNIT(kvm_gmem_subpages_max_order);
 
-/**
+/*
  * kvm_gmem_hugetlb_order - folio order of a hugetlb guest_memfd
  * @hg: the inode's hugetlb state
  *
@@ -219,7 +219,7 @@ unsigned int kvm_gmem_hugetlb_order(const struct kvm_gmem_hugetlb *hg)
 	return huge_page_order(hg->h);
 }
 
-/**
+/*
  * kvm_gmem_hugetlb_init - reserve the hugepages of a new guest_memfd
  * @hg: the inode's hugetlb state, zeroed
  * @page_shift: log2 of the page size in bytes, 0 for the default size
@@ -250,10 +250,8 @@ int kvm_gmem_hugetlb_init(struct kvm_gmem_hugetlb *hg, u32 page_shift,
 	hg->released = kvcalloc(BITS_TO_LONGS(nr), sizeof(long),
 				GFP_KERNEL_ACCOUNT);
 	if (!hg->released) {
-		hugetlb_gmem_unreserve(h, nr, hg->h_cg_rsvd);
-		hugetlb_gmem_put_cgroup(h, hg->h_cg_rsvd);
-		hg->h_cg_rsvd = NULL;
-		return -ENOMEM;
+		err = -ENOMEM;
+		goto err_unreserve;
 	}
 
 	hg->h = h;
@@ -263,6 +261,12 @@ int kvm_gmem_hugetlb_init(struct kvm_gmem_hugetlb *hg, u32 page_shift,
 	spin_lock_init(&hg->lock);
 	xa_init(&hg->subpages);
 	return 0;
+
+err_unreserve:
+	hugetlb_gmem_unreserve(h, nr, hg->h_cg_rsvd);
+	hugetlb_gmem_put_cgroup(h, hg->h_cg_rsvd);
+	hg->h_cg_rsvd = NULL;
+	return err;
 }
 
 /* Take a reservation back for a released index before it is allocated. */
@@ -305,6 +309,8 @@ static struct folio *kvm_gmem_hugetlb_alloc(struct kvm_gmem_hugetlb *hg,
 	struct folio *folio;
 	bool released;
 	int err;
+
+	lockdep_assert_held(hugetlb_gmem_fault_mutex(mapping, hindex));
 
 	spin_lock(&hg->lock);
 	released = test_bit(hindex, hg->released);
@@ -509,7 +515,7 @@ static void kvm_gmem_remove_folio(struct kvm_gmem_hugetlb *hg,
 	hugetlb_gmem_remove_folio(folio);
 }
 
-/**
+/*
  * kvm_gmem_hugetlb_punch_prepare - allocate what a punch needs
  * @hg: the inode's hugetlb state
  * @start: first page index of the punch
@@ -546,7 +552,7 @@ int kvm_gmem_hugetlb_punch_prepare(struct kvm_gmem_hugetlb *hg,
 	return 0;
 }
 
-/**
+/*
  * kvm_gmem_hugetlb_truncate - punch a range out of a hugetlb guest_memfd
  * @hg: the inode's hugetlb state
  * @mapping: the inode's page cache
@@ -659,7 +665,7 @@ static void kvm_gmem_hugetlb_refill(struct kvm_gmem_hugetlb *hg,
 	}
 }
 
-/**
+/*
  * kvm_gmem_hugetlb_get_folio - the folio of an index, refilled
  * @hg: the inode's hugetlb state
  * @mapping: the inode's page cache
@@ -684,7 +690,7 @@ struct folio *kvm_gmem_hugetlb_get_folio(struct kvm_gmem_hugetlb *hg,
 					 pgoff_t *promote_end)
 {
 	pgoff_t hindex = index >> huge_page_order(hg->h);
-	struct mutex *fault_mutex;
+	struct mutex *fault_mutex;	/* serializes allocation of @hindex */
 	struct folio *folio;
 
 	*promote_start = 0;
@@ -829,7 +835,7 @@ static int kvm_gmem_hugetlb_max_order(struct kvm_gmem_hugetlb *hg,
 	return 0;
 }
 
-/**
+/*
  * kvm_gmem_hugetlb_get_pfn - resolve a guest fault on a hugetlb guest_memfd
  * @hg: the inode's hugetlb state
  * @mapping: the inode's page cache
@@ -888,7 +894,7 @@ err:
 	return ERR_PTR(r);
 }
 
-/**
+/*
  * kvm_gmem_hugetlb_show_fdinfo - hugetlb counters of a file, for fdinfo
  * @hg: the inode's hugetlb state
  * @m: the fdinfo seq_file
@@ -926,7 +932,7 @@ void kvm_gmem_hugetlb_show_fdinfo(struct kvm_gmem_hugetlb *hg,
 	seq_printf(m, "hugetlb_metadata_bytes:\t%zu\n", bytes);
 }
 
-/**
+/*
  * kvm_gmem_hugetlb_destroy - free every hugepage and reservation of a file
  * @hg: the inode's hugetlb state, initialized
  * @mapping: the inode's page cache
@@ -940,6 +946,8 @@ void kvm_gmem_hugetlb_destroy(struct kvm_gmem_hugetlb *hg,
 {
 	struct kvm_gmem_subpages *sp;
 	unsigned long hindex;
+
+	lockdep_assert_held_write(&mapping->invalidate_lock);
 
 	kvm_gmem_hugetlb_truncate(hg, mapping, 0,
 				  hg->nr_hpages << huge_page_order(hg->h));

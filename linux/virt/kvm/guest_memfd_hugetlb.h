@@ -33,6 +33,7 @@ struct kvm_gmem_hugetlb {
 	/* The cgroup charged for the reservations, with a reference. */
 	struct hugetlb_cgroup *h_cg_rsvd;
 	pgoff_t nr_hpages;
+	/* Protects nr_reserved, nr_charged and released. */
 	spinlock_t lock;
 	/* Indices reserved, and reserved or allocated (what is charged). */
 	unsigned long nr_reserved;
