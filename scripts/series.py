@@ -15,9 +15,9 @@
                                  upstream files into series/*.patch, new
                                  files into linux/ (make save)
     scripts/series.py check      the checks of make check-series that need
-                                 no kernel build: git am, no patch deletes
-                                 what an earlier one added, checkpatch
-                                 --strict, the size rule
+                                 no kernel build: mail headers, git am, no
+                                 patch deletes what an earlier one added,
+                                 checkpatch --strict, the size rule
 
 build/git is made once (unpacking takes a few minutes).  Commits are made
 with git plumbing on a scratch index, so "format" never touches the work
@@ -237,7 +237,8 @@ def cmd_edit(n=None):
 
 
 def slug(subject):
-    s = re.sub(r"[^A-Za-z0-9]+", "-", subject).strip("-")
+    # As git format-patch names files: "_" and "." are kept (guest_memfd).
+    s = re.sub(r"[^A-Za-z0-9._]+", "-", subject).strip("-.")
     return s[:72].rstrip("-")
 
 
@@ -352,6 +353,27 @@ def write_back():
 
 # ---- check ----------------------------------------------------------------
 
+def check_headers(ps):
+    """Every patch of build/series is a mail git am takes: the mbox "From "
+    line, then From:, Date: and "Subject: [PATCH n/N]" headers."""
+    bad = False
+    for p in ps:
+        with open(p, encoding="utf-8") as f:
+            head = f.read().split("\n\n", 1)[0].split("\n")
+        missing = []
+        if not re.match(r"^From [0-9a-f]{40} ", head[0]):
+            missing.append("mbox 'From ' line")
+        for h in ("From: ", "Date: ", "Subject: [PATCH "):
+            if not any(x.startswith(h) for x in head[1:]):
+                missing.append(h.strip())
+        if missing:
+            say("FAIL %s: no %s" % (os.path.basename(p), ", ".join(missing)))
+            bad = True
+    if not bad:
+        say("ok   every patch has From:, Date: and Subject: headers")
+    return not bad
+
+
 def check_am(ps):
     if not os.path.isdir(AM):
         say("making the git am work tree build/am (once)")
@@ -464,7 +486,8 @@ def cmd_check():
     cmd_format()
     ps = sorted(os.path.join(OUT, p) for p in os.listdir(OUT)
                 if p.endswith(".patch") and not p.startswith("0000-"))
-    ok = check_am(ps)
+    ok = check_headers(ps)
+    ok = check_am(ps) and ok
     ok = check_deletions() and ok
     ok = check_size() and ok
     ok = check_checkpatch(ps) and ok
