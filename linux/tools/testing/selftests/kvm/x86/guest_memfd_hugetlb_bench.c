@@ -20,8 +20,10 @@
  *
  * Identical runs differ by tens of percent under an emulator: each timed
  * row is the best of -r repetitions, with their spread ((slowest -
- * fastest) / fastest).  A benchmark, not a test: it fails only if a step
- * fails.  With -p, the numbers also come as "bench-data: TABLE ..." lines.
+ * fastest) / fastest).  Each table names the kernel it ran on: KASAN,
+ * lockdep and kmemleak distort every cost.  A benchmark, not a test: it
+ * fails only if a step fails.  With -p, the numbers also come as
+ * "bench-data: TABLE ..." lines.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -30,7 +32,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/klog.h>
 #include <sys/mman.h>
+#include <sys/utsname.h>
 
 #include <asm/barrier.h>
 #include <linux/falloc.h>
@@ -69,7 +73,10 @@ static u64 sizes_gib[MAX_SIZES] = { 1, 2, 4 };
 static int nr_sizes = 3;
 static u64 touch_size = SZ_1G;
 static int reps = 3;
+static u64 punch_limit;
 static bool plot_data, storm_idle;
+/* The running kernel and its debug options, for the table headers. */
+static char kernel_desc[192];
 
 /* The fastest and the slowest repetition of a timed step. */
 struct timing {
@@ -104,6 +111,64 @@ static __printf(2, 3) void bench_data(const char *table, const char *fmt, ...)
 	vprintf(fmt, ap);
 	va_end(ap);
 	putchar('\n');
+}
+
+/* Whether the kernel log still holds the boot's first line and @str. */
+static int kernel_log_has(const char *str)
+{
+	int len = klogctl(10 /* SYSLOG_ACTION_SIZE_BUFFER */, NULL, 0);
+	char *buf;
+	int n, r = -1;
+
+	if (len <= 0)
+		return -1;
+	buf = calloc(1, len + 1);
+	TEST_ASSERT(buf, "out of memory");
+	n = klogctl(3 /* SYSLOG_ACTION_READ_ALL */, buf, len);
+	if (n > 0 && strstr(buf, "Linux version"))
+		r = !!strstr(buf, str);
+	free(buf);
+	return r;
+}
+
+/*
+ * Describe the running kernel: its release and whether KASAN (its boot
+ * message), lockdep (/proc/lockdep) or kmemleak (debugfs) are in it.
+ */
+static void kernel_describe(void)
+{
+	static const char * const what[] = { "KASAN", "lockdep", "kmemleak" };
+	int on[3], i, n = 0, unknown = 0;
+	char list[64] = "";
+	struct utsname u;
+
+	TEST_ASSERT(!uname(&u), "uname()");
+	on[0] = kernel_log_has("KernelAddressSanitizer initialized");
+	on[1] = !access("/proc/lockdep", F_OK);
+	on[2] = access("/sys/kernel/debug/tracing", F_OK) &&
+		access("/sys/kernel/debug/kvm", F_OK) ? -1 :
+		!access("/sys/kernel/debug/kmemleak", F_OK);
+	for (i = 0; i < 3; i++) {
+		if (on[i] < 0)
+			unknown++;
+		if (on[i] > 0)
+			n += snprintf(list + n, sizeof(list) - n, "%s%s", n ? ", " : "",
+				      what[i]);
+	}
+	if (n)
+		snprintf(kernel_desc, sizeof(kernel_desc),
+			 "%s, DEBUG kernel: %s on (costs distorted)", u.release, list);
+	else if (unknown)
+		snprintf(kernel_desc, sizeof(kernel_desc),
+			 "%s, debug options unknown (no boot log or debugfs)", u.release);
+	else
+		snprintf(kernel_desc, sizeof(kernel_desc),
+			 "%s, bench kernel: no KASAN/lockdep/kmemleak", u.release);
+}
+
+static void kernel_line(void)
+{
+	printf("   kernel %s\n", kernel_desc);
 }
 
 static bool is_hugetlb(const struct backing *b)
@@ -291,6 +356,7 @@ static void bench_touch(void)
 
 	printf("\n== touch: one vCPU writes every 4K page of its memory once (best of %d)\n",
 	       reps);
+	kernel_line();
 	touch_header();
 	/* Each row against the 4K guest_memfd row. */
 	for (i = 0; i < NR_BACKINGS; i++) {
@@ -313,8 +379,9 @@ static void bench_touch(void)
 
 		if (!selected[i + 1] || p->skipped || s->skipped)
 			continue;
-		printf("private/shared %s: %.3f (%.3f s / %.3f s)\n", backings[i + 1].option,
-		       p->time.min / s->time.min, p->time.min, s->time.min);
+		printf("private/shared %s: %.3f (best %.3f s / %.3f s; slowest %.3f s / %.3f s)\n",
+		       backings[i + 1].option, p->time.min / s->time.min, p->time.min,
+		       s->time.min, p->time.max, s->time.max);
 		bench_data("ratio", "private/shared-%s %.4f", backings[i + 1].option,
 			   p->time.min / s->time.min);
 	}
@@ -328,6 +395,7 @@ static void bench_touch(void)
 		return;
 	printf("\n== touch, growing: ratio = time per GiB / time per GiB at %lu GiB\n",
 	       sizes_gib[0]);
+	kernel_line();
 	touch_header();
 	for (i = 1; i < NR_BACKINGS; i++) {
 		if (!selected[i])
@@ -388,6 +456,7 @@ static void bench_falloc(void)
 
 	printf("\n== falloc: fallocate() of the whole file against its floors (best of %d)\n",
 	       reps);
+	kernel_line();
 	printf("%-15s %4s %9s %6s %7s %9s %7s %9s %7s %8s %8s\n", "backing", "GiB",
 	       "falloc(s)", "spread", "GiB/s", "fault(s)", "ratio", "memset(s)", "ratio",
 	       "close(s)", "unmap(s)");
@@ -511,6 +580,20 @@ static double median(double *t, u64 n)
 	return t[n / 2];
 }
 
+/* How many subpages of a file of @size a storm punches (-P: the first N). */
+static u64 storm_punches(u64 size)
+{
+	u64 nr = size / SZ_4K;
+
+	return punch_limit ? min(nr, punch_limit) : nr;
+}
+
+/* Whether a storm over @size stops before the hugepage would go back. */
+static bool storm_partial(u64 size)
+{
+	return storm_punches(size) < size / SZ_4K;
+}
+
 struct callbacks {
 	u64 punch, release, free, lost;
 	unsigned int free_order;
@@ -524,14 +607,16 @@ struct storm_result {
 };
 
 /*
- * Punch every 4K of a guest-touched file of @b and @size, in order, while
- * the vCPU touches ahead of the punches; @times gets each punch's cost.
- * With @cb, trace and count the callbacks.
+ * Punch every 4K of a guest-touched file of @b and @size (with -P, of its
+ * first subpages), in order, while the vCPU touches ahead of the punches;
+ * @times gets each punch's cost.  The guest touches only what the storm
+ * reaches.  With @cb, trace and count the callbacks.
  */
 static void punch_storm(const struct backing *b, u64 size, double *times,
 			struct callbacks *cb, struct storm_result *r)
 {
-	u64 nr = size / SZ_4K, i, base = 0, free;
+	u64 nr = storm_punches(size), i, base = 0, free;
+	u64 touched = min(size / SZ_4K, nr + STORM_MARGIN + STORM_WINDOW);
 	struct hugetlb_pool_reader pool;
 	struct gmem_events ev = {};
 	struct storm_shared *s;
@@ -542,7 +627,7 @@ static void punch_storm(const struct backing *b, u64 size, double *times,
 
 	memset(r, 0, sizeof(*r));
 	bench_guest(&g, b, size, guest_storm);
-	vcpu_args_set(g.vcpu, 2, g.gpa, nr);
+	vcpu_args_set(g.vcpu, 2, g.gpa, touched);
 	gmem_guest_run(g.vcpu, 1);
 	mapping_levels_read(g.vm, &r->mapped);
 	s = addr_gva2hva(g.vm, (gva_t)&storm_shared);
@@ -628,7 +713,7 @@ static void storm_row_run(const struct backing *b, u64 size, struct storm_row *r
 
 	memset(row, 0, sizeof(*row));
 	timing_init(&row->median);
-	row->nr = size / SZ_4K;
+	row->nr = storm_punches(size);
 	row->skipped = unusable(b, size);
 	if (row->skipped)
 		return;
@@ -701,7 +786,9 @@ static void storm_print(const char *region, const struct backing *b,
 	}
 	snprintf(mapped, sizeof(mapped), "%lu/%lu/%lu", row->res.mapped.pages_4k,
 		 row->res.mapped.pages_2m, row->res.mapped.pages_1g);
-	if (is_hugetlb(b) && row->returned_varies)
+	if (is_hugetlb(b) && storm_partial(b->page_size))
+		snprintf(returned, sizeof(returned), "partial");
+	else if (is_hugetlb(b) && row->returned_varies)
 		snprintf(returned, sizeof(returned), "varies");
 	else if (is_hugetlb(b) && !row->res.returned)
 		snprintf(returned, sizeof(returned), "never");
@@ -732,14 +819,19 @@ static void storm_print(const char *region, const struct backing *b,
 
 static void bench_punch(void)
 {
+	struct timing meds[NR_BACKINGS][2] = {};
 	double vs4k[NR_BACKINGS] = {};
+	char what[64] = "every 4K";
 	u64 kb = 4096;
 	int i;
 
-	printf("\n== punch: PUNCH_HOLE of every 4K of a bound, guest-touched file, in order,\n"
-	       "   %s (best of %d; times in us)\n",
+	if (punch_limit)
+		snprintf(what, sizeof(what), "the first %lu 4K subpages", punch_limit);
+	printf("\n== punch: PUNCH_HOLE of %s of a bound, guest-touched file, in order,\n"
+	       "   %s (best of %d; times in us)\n", what,
 	       storm_idle ? "with the vCPU stopped (-V)" :
 	       "while a vCPU re-touches the memory ahead", reps);
+	kernel_line();
 	printf("%-6s %-15s %7s %15s %7s %7s %6s %7s %8s %6s %6s %8s %7s %7s %7s %8s %8s %5s\n",
 	       "region", "backing", "punches", "mapped 4k/2m/1g", "first", "median",
 	       "spread", "final", "total(s)", "med/4K", "tot/4K", "returned", "cb:pun",
@@ -771,6 +863,8 @@ static void bench_punch(void)
 		storm_print(region, b, &row, selected[0] ? &ref : NULL);
 		if (selected[0] && !ref.skipped && !row.skipped) {
 			vs4k[i] = row.median.min / ref.median.min;
+			meds[i][0] = row.median;
+			meds[i][1] = ref.median;
 			bench_data("ratio", "punch-median-hugetlb/4K-%s %.4f", region, vs4k[i]);
 		}
 		free(ref.best);
@@ -782,15 +876,20 @@ static void bench_punch(void)
 	       "flushes a live mapping.  first, final: the first and the last punch, fastest;\n"
 	       "median: of all but the final punch, lowest, and spread of the medians; total:\n"
 	       "the storm, fastest; med/4K, tot/4K: against the 4K guest_memfd row; returned:\n"
-	       "the punch after which the pool had its hugepage back; cb: kvm_gmem_invalidate\n"
+	       "the punch after which the pool had its hugepage back (partial: -P stops the\n"
+	       "storm before the last subpage, the guest touched only what it reaches, and\n"
+	       "final is just the last punch); cb: kvm_gmem_invalidate\n"
 	       "callbacks (punch, release, free/order of the last free) of the first, traced\n"
 	       "repetition; vcpu:pf: KVM page faults during the storm and the vCPU's touches\n"
 	       "then; waits: punches that waited for the vCPU's access\n",
 	       STORM_WINDOW, STORM_MARGIN);
 	for (i = 1; i < NR_BACKINGS; i++) {
 		if (vs4k[i])
-			printf("per punch, hugetlb / 4K guest_memfd (median), %s region: %.3f\n",
-			       backings[i].page_size == SZ_1G ? "1G" : "2M", vs4k[i]);
+			printf("per punch, hugetlb / 4K guest_memfd (median), %s region: %.3f\n"
+			       "  (lowest medians %.1f / %.1f us, highest %.1f / %.1f us)\n",
+			       backings[i].page_size == SZ_1G ? "1G" : "2M", vs4k[i],
+			       meds[i][0].min * 1e6, meds[i][1].min * 1e6,
+			       meds[i][0].max * 1e6, meds[i][1].max * 1e6);
 	}
 }
 
@@ -807,6 +906,7 @@ static void bench_meta(void)
 
 	printf("\n== meta: hugetlb metadata of a guest_memfd, bytes per GiB of file\n"
 	       "   (fdinfo hugetlb_metadata_bytes: what the kernel's allocators allocated)\n");
+	kernel_line();
 	printf("%-15s %4s %10s %12s %12s %8s\n", "backing", "GiB", "created", "fallocated",
 	       "4K-holed", "maps");
 	for (i = 1; i < NR_BACKINGS; i++) {
@@ -848,12 +948,13 @@ static void bench_meta(void)
 static void help(const char *name)
 {
 	printf("usage: %s [-h] [-p] [-V] [-s sections] [-b backings] [-m MiB] [-n GiB,...]\n"
-	       "       [-r N]\n\n", name);
+	       "       [-r N] [-P N]\n\n", name);
 	printf(" -s: sections among touch, falloc (or alloc), punch, meta (default: all)\n"
 	       " -b: backings among 4k, 2m, 1g (default: all)\n"
 	       " -m: memory of the touch table in MiB, rounded up to GiB (default: 1024)\n"
 	       " -n: file sizes in GiB of the growing rows (default: 1,2,4; empty: none)\n"
 	       " -r: repetitions of each timed row, the fastest is shown (default: 3)\n"
+	       " -P: punch storms stop after the first N subpages (default: all of them)\n"
 	       " -V: punch storms with the vCPU stopped (it still touches the memory first)\n"
 	       " -p: also print the numbers as \"bench-data: TABLE ...\" lines\n");
 }
@@ -878,7 +979,7 @@ int main(int argc, char *argv[])
 
 	for (i = 0; i < NR_BACKINGS; i++)
 		selected[i] = true;
-	while ((opt = getopt(argc, argv, "hpVs:b:m:n:r:")) != -1) {
+	while ((opt = getopt(argc, argv, "hpVs:b:m:n:r:P:")) != -1) {
 		switch (opt) {
 		case 's':
 			sections = optarg;
@@ -903,6 +1004,9 @@ int main(int argc, char *argv[])
 		case 'r':
 			reps = atoi_positive("repetitions", optarg);
 			break;
+		case 'P':
+			punch_limit = atoi_positive("punches", optarg);
+			break;
 		case 'p':
 			plot_data = true;
 			break;
@@ -921,7 +1025,9 @@ int main(int argc, char *argv[])
 
 	/* A line at a time: the output goes through a serial console. */
 	setvbuf(stdout, NULL, _IOLBF, 0);
+	kernel_describe();
 	bench_data("info", "reps %d", reps);
+	bench_data("info", "kernel %s", kernel_desc);
 	if (in_list(sections, "touch"))
 		bench_touch();
 	if (in_list(sections, "falloc") || in_list(sections, "alloc"))
