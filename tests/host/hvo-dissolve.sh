@@ -1,7 +1,7 @@
 #!/bin/bash
 # HVO (on by default in the test kernel) and dissolving optimized hugepages
 # back to the buddy allocator: 6.12 restored their vmemmap with fake heads
-# ("Bad page state" under DEBUG_VM; the 6.12 series' patch 0001).  7.3
+# ("Bad page state" under DEBUG_VM; the 6.12 series fixed it first).  7.3
 # restores from a page of plain tails; this keeps it so: shrink a 2M pool
 # of 64 pages to nothing and grow it again, and vmrun fails on any splat.
 set -u
