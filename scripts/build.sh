@@ -46,7 +46,7 @@ config() {	# config OBJ_DIR FRAGMENT...
 	# ask for it on a terminal that is not there and set it to n).
 	sum=$( (cat "$@" "$TOP/scripts/build.sh"; echo "${SERIES_UPTO:-}";
 		cat "$SRC/.prepare-unpacked"
-		find "$SRC" -name 'Kconfig*' -not -path '*/tools/*' -print0 |
+		cd "$SRC" && find . -name 'Kconfig*' -not -path './tools/*' -print0 |
 			sort -z | xargs -0 cat) | sha1sum | cut -c1-40)
 	if [ -f "$obj/.config" ] && [ "$(cat "$obj/.fragment" 2>/dev/null)" = "$sum" ]; then
 		return 0
@@ -90,7 +90,12 @@ kernel() {	# kernel OBJ_DIR FRAGMENT...
 
 selftests() {
 	local st suite name bin rest kvm=() mm=() p
-	[ -d "$OBJ/usr/include" ] || kernel "$OBJ" "$FRAGMENT"
+	# The uAPI headers need the configuration only, not a kernel build
+	# (make run builds the benchmark kernel, not the test kernel).
+	if [ ! -d "$OBJ/usr/include" ]; then
+		config "$OBJ" "$FRAGMENT"
+		make -s -C "$SRC" O="$OBJ" headers >/dev/null
+	fi
 	local line
 	while read -r line; do
 		set -- $line

@@ -90,7 +90,7 @@ run_one() {
 	hugetlb-shm)
 		echo 268435456 > /proc/sys/kernel/shmmax
 		echo 4194304 > /proc/sys/kernel/shmall ;;
-	hugetlb_fault_after_madv|hugetlb_madv_vs_map)
+	hugetlb_madv_vs_map)
 		# As run_vmtests.sh: exactly one default-size hugepage.
 		saved_nr=$(cat /proc/sys/vm/nr_hugepages)
 		echo 1 > /proc/sys/vm/nr_hugepages ;;

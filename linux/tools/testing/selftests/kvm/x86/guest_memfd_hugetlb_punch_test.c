@@ -849,8 +849,9 @@ static int stress_join(struct stress *st, int secs)
  * stress lasts p->seconds, then goes on until every thread, the vCPU
  * included, made STRESS_ROUNDS iterations.  It fails as soon as a thread
  * starves: the others made STRESS_STARVE_OPS iterations since its last
- * one.  A machine so loaded that no verdict comes in STRESS_GRACE more
- * seconds skips.  @base is the pool before, NULL for a regular guest_memfd
+ * one; or at the end, if it made none while another made STRESS_ROUNDS.
+ * A machine so loaded that no verdict comes in STRESS_GRACE more seconds
+ * skips.  @base is the pool before, NULL for a regular guest_memfd
  * (no pool or fdinfo to check).
  */
 static void stress_run(struct __test_metadata *_metadata,
@@ -860,7 +861,7 @@ static void stress_run(struct __test_metadata *_metadata,
 	const struct gmem_guest_args args = { p->backing, size };
 	struct stress_thread t[STRESS_NR];
 	struct stress st = { .p = p, .seed = test_seed() };
-	u64 memmap = memmap_pages(), least, checks = 0;
+	u64 memmap = memmap_pages(), least, most, checks = 0;
 	double start, secs, report = 10;
 	int i, stuck, starved = -1;
 	struct gmem_fdinfo fi;
@@ -920,6 +921,13 @@ static void stress_run(struct __test_metadata *_metadata,
 	ASSERT_EQ(-1, starved)
 		TH_LOG("%s starved: none in %lu punches, conversions, syncs (%.0f s)",
 		       stress_names[starved], st.longest_wait[starved], secs);
+	/* Nothing at all while another thread got through its rounds. */
+	for (i = 0, most = 0; i < STRESS_NR; i++)
+		most = max(most, st.seen[i]);
+	for (i = 0; i < STRESS_NR; i++)
+		ASSERT_TRUE(st.seen[i] || most < STRESS_ROUNDS)
+			TH_LOG("%s: none in %.0f s while another thread made %lu: starved",
+			       stress_names[i], secs, most);
 	if (least < STRESS_ROUNDS)
 		SKIP(goto out, "the machine made too little progress to judge in %.0f s", secs);
 	ASSERT_NE(0, st.guest_own) TH_LOG("the guest never read back its pattern");
