@@ -1091,34 +1091,36 @@ TEST_F_TIMEOUT(gmem_punch, fault_vs_punch_race, 360)
 	assert_pool(0, 0, "destroyed the VM and closed the file");
 }
 
-#define MAX_TRIES	4096
-
-/* Pre-faults of one 4K page until one succeeds: when each began and ended. */
+/*
+ * Pre-faults of one 4K page of a file of @hpage pages until one succeeds;
+ * then the free pages of the pool, read at once.
+ */
 struct prefaulter {
 	struct kvm_vcpu *vcpu;
 	gpa_t gpa;
+	size_t hpage;
 	bool stop;
 	u64 tries;
-	double start[MAX_TRIES], end[MAX_TRIES];
 	bool ok;
+	u64 free_at_ok;
 };
 
 static void *prefault_fn(void *arg)
 {
 	struct prefaulter *pf = arg;
-	u64 i;
+	struct hugetlb_pool pool;
 	int r;
 
-	for (i = 0; !READ_ONCE(pf->stop); i++) {
-		pf->start[i % MAX_TRIES] = now_seconds();
+	while (!READ_ONCE(pf->stop)) {
 		r = __vcpu_pre_fault(pf->vcpu, pf->gpa, SZ_4K);
 		TEST_ASSERT(!r || r == ENOMEM, "KVM_PRE_FAULT_MEMORY: %s", strerror(r));
-		pf->end[i % MAX_TRIES] = now_seconds();
-		WRITE_ONCE(pf->tries, i + 1);
 		if (!r) {
-			pf->ok = true;
+			TEST_ASSERT(hugetlb_pool_read(pf->hpage, &pool), "no pool");
+			pf->free_at_ok = pool.free;
+			WRITE_ONCE(pf->ok, true);
 			break;
 		}
+		WRITE_ONCE(pf->tries, pf->tries + 1);
 	}
 	return NULL;
 }
@@ -1127,22 +1129,24 @@ static void *prefault_fn(void *arg)
  * One round: a file of @n hugepages holds the whole pool, all allocated
  * but the last, which is punched and whose page another file reserves;
  * a thread faults the last hugepage in (ENOMEM: nothing left) while the
- * rest is punched.  Counts the faults that began in the last three
- * quarters of the punch and ended before it returned, and those of them
- * that failed; returns how long the punch took.
+ * rest is punched.  Each hugepage the punch releases adds one free page to
+ * the pool, and the fault takes one: so if the pool had fewer than
+ * @n - 2 free pages more than before the punch when the fault succeeded,
+ * the punch had not released every hugepage yet.  Returns whether it
+ * had not; *@took gets how long the punch took.
  */
-static double refault_round(struct kvm_vm *vm, struct guest_memfd_backing b, u64 n,
-			    u64 *late, u64 *late_failed)
+static bool refault_round(struct kvm_vm *vm, struct guest_memfd_backing b, u64 n,
+			  double *took)
 {
 	const u64 hpage = guest_memfd_backing_page_size(b);
 	const struct gmem_guest_args args = { b, n * hpage, .unmapped = true };
 	struct prefaulter *pf = calloc(1, sizeof(*pf));
-	double start, end, from;
 	struct hugetlb_pool pool;
 	struct gmem_guest g;
+	double start;
 	pthread_t thread;
+	bool early;
 	int fd2;
-	u64 i;
 
 	TEST_ASSERT(pf, "out of memory");
 	gmem_guest_create(&g, NULL, &args);
@@ -1154,63 +1158,58 @@ static double refault_round(struct kvm_vm *vm, struct guest_memfd_backing b, u64
 
 	pf->vcpu = g.vcpu;
 	pf->gpa = g.gpa + (n - 1) * hpage;
+	pf->hpage = hpage;
 	TEST_ASSERT(!pthread_create(&thread, NULL, prefault_fn, pf), "pthread_create()");
-	while (READ_ONCE(pf->tries) < 16)
+	while (READ_ONCE(pf->tries) < 16 && !READ_ONCE(pf->ok))
 		usleep(1000);
+	TEST_ASSERT(!READ_ONCE(pf->ok), "a fault succeeded with the pool exhausted");
 	start = now_seconds();
 	gmem_punch(g.fd, 0, (n - 1) * hpage);
-	end = now_seconds();
+	*took = now_seconds() - start;
 	usleep(100000);
 	WRITE_ONCE(pf->stop, true);
 	pthread_join(thread, NULL);
 
-	from = start + (end - start) / 4;
-	for (i = pf->tries > MAX_TRIES ? pf->tries - MAX_TRIES : 0; i < pf->tries; i++) {
-		if (pf->start[i % MAX_TRIES] < from || pf->end[i % MAX_TRIES] > end)
-			continue;
-		(*late)++;
-		*late_failed += !pf->ok || i != pf->tries - 1;
-	}
+	early = pf->ok && pf->free_at_ok < pool.free + n - 2;
 	close(fd2);
 	gmem_guest_destroy(&g);
 	free(pf);
-	return end - start;
+	return early;
 }
 
 /*
  * A punch gives each hugepage back, with its reservation, as it releases
  * it, not at its end: with the pool exhausted, a fault on another hugepage
- * of the file succeeds while the punch is still releasing the rest.  A
- * punch may be too quick for a fault to fit in it: rounds go on for up to
- * a minute until faults did, and the test fails only if every one that
- * began late in a punch and ended within it failed, at least three times.
+ * of the file succeeds while the punch is still releasing the rest.  The
+ * faulting thread may not run during a punch, so rounds go on for up to a
+ * minute until one shows it, and the test fails when at least three did
+ * not.
  */
 TEST_F_TIMEOUT(gmem_punch, refault_during_long_punch, 300)
 {
 	const u64 n = hugetlb_pool_unreserved(&self->base);
-	u64 late = 0, late_failed = 0, rounds;
-	double deadline = now_seconds() + 60, took = 0;
+	double deadline = now_seconds() + 60, took, longest = 0;
+	u64 rounds, early = 0;
 
 	if (variant->page_size != SZ_2M)
 		SKIP(return, "needs many hugepages: 2M only");
 	if (n < 64)
 		SKIP(return, "need 64 unreserved hugepages, have %lu", n);
 
-	for (rounds = 0; now_seconds() < deadline && late == late_failed; rounds++) {
-		took = max(took, refault_round(self->vm, self->backing, n, &late,
-					       &late_failed));
+	for (rounds = 0; !early && now_seconds() < deadline; rounds++) {
+		early += refault_round(self->vm, self->backing, n, &took);
+		longest = max(longest, took);
 		assert_pool(0, 0, "round %lu", rounds);
 	}
-	ksft_print_msg("%lu rounds, punches of %lu hugepages of up to %.1f ms\n", rounds, n - 1,
-		       took * 1e3);
-	ksft_print_msg("%lu faults began late in a punch and ended within it, %lu failed\n",
-		       late, late_failed);
-	if (!late)
-		SKIP(return, "no fault fitted in a punch");
-	ASSERT_TRUE(late > late_failed || late < 3)
-		TH_LOG("faults failed until the punch returned: reservations back at its end");
-	if (late == late_failed)
-		SKIP(return, "too few faults within a punch to tell");
+	ksft_print_msg("%lu rounds, punches of %lu hugepages of up to %.1f ms\n",
+		       rounds, n - 1, longest * 1e3);
+	ksft_print_msg("rounds whose fault succeeded before the punch released all: %lu\n",
+		       early);
+	ASSERT_TRUE(early || rounds < 3)
+		TH_LOG("the fault succeeded only once the punch had released all: %s",
+		       "reservations come back at its end");
+	if (!early)
+		SKIP(return, "%lu rounds in a minute: too few to tell", rounds);
 }
 
 TEST_HARNESS_MAIN
