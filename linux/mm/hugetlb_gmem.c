@@ -114,12 +114,20 @@ int hugetlb_gmem_reserve(struct hstate *h, long nr,
 			 struct hugetlb_cgroup **h_cg)
 {
 	bool first = !*h_cg;
+	unsigned int pin_flags;
 	int err;
 
 	err = hugetlb_gmem_charge_rsvd(h, nr, h_cg);
 	if (err)
 		goto err_cgroup;
+	/*
+	 * Surplus pages allocated here for the reservation must be ones that
+	 * hugetlb_gmem_alloc_folio() can take: not from ZONE_MOVABLE or CMA.
+	 * (Gigantic ones come from hugetlb_cma= regardless, if it is set.)
+	 */
+	pin_flags = memalloc_pin_save();
 	err = hugetlb_acct_memory(h, nr);
+	memalloc_pin_restore(pin_flags);
 	if (err)
 		goto err_uncharge;
 	return 0;

@@ -3,11 +3,14 @@
  * hugetlb guest_memfd pins its folios, so it must never take one from
  * ZONE_MOVABLE: with a 2M pool partly in ZONE_MOVABLE, a file reserving the
  * whole pool allocates exactly the pool's pages outside that zone, and the
- * next allocation fails with ENOMEM; the folios freed at close (the "free"
- * calls of kvm:kvm_gmem_invalidate, with their pfns) are none of the zone.
+ * next allocation fails with ENOMEM; with an empty pool that may overcommit
+ * (-s), the surplus pages taken for a file's reservation at create are all
+ * outside it, so that every one can be allocated.  The folios freed at close
+ * (the "free" calls of kvm:kvm_gmem_invalidate, with their pfns) are none of
+ * the zone.
  *
- * Needs a kernel booted with movablecore= and a 2M pool allocated at run
- * time, so not run with the other tests.
+ * Needs a kernel booted with movablecore= and a 2M pool set at run time
+ * (tests/host/movable-zone.sh), so not run with the other tests.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -63,40 +66,28 @@ static u64 free_pages_in(u64 nr, u64 start, u64 end)
 	return in;
 }
 
-int main(int argc, char *argv[])
+/*
+ * Allocate hugepages 0 to @nr - 1 of @fd one by one until one fails;
+ * return how many were allocated, and the error in *@err (0 if none).
+ */
+static u64 allocate_each(int fd, u64 nr, int *err)
 {
-	const struct guest_memfd_backing b = guest_memfd_hugetlb_backing(SZ_2M);
-	u64 start, end, nr, movable, allocated, frees = 0, bad = 0, i;
-	struct gmem_events ev = {};
-	struct hugetlb_pool base;
-	struct kvm_vm *vm;
-	int fd, err = 0;
+	u64 i;
 
-	TEST_REQUIRE(sw_protected_vm_supported());
-	vm = gmem_vm_create_barebones();
-	TEST_REQUIRE(vm_guest_memfd_backing_valid(vm, b));
-	TEST_REQUIRE(gmem_trace_available(GMEM_TRACE_INVALIDATE));
-	movable_zone(&start, &end);
-	TEST_ASSERT(end > start, "no ZONE_MOVABLE: boot with movablecore=");
-	TEST_ASSERT(hugetlb_pool_read(SZ_2M, &base), "no 2M pool");
-	nr = hugetlb_pool_unreserved(&base);
-	movable = free_pages_in(nr, start, end);
-	printf("ZONE_MOVABLE pfns [0x%lx, 0x%lx); %lu of %lu free 2M pages in it\n",
-	       start, end, movable, nr);
-	TEST_ASSERT(movable && movable < nr, "need free 2M pages in and out of ZONE_MOVABLE");
-
-	gmem_trace_start(GMEM_TRACE_INVALIDATE);
-	fd = vm_create_guest_memfd_backing(vm, nr * SZ_2M, b);
-	for (allocated = 0; allocated < nr; allocated++) {
-		err = __gmem_fallocate(fd, false, allocated * SZ_2M, SZ_2M);
-		if (err)
+	*err = 0;
+	for (i = 0; i < nr; i++) {
+		*err = __gmem_fallocate(fd, false, i * SZ_2M, SZ_2M);
+		if (*err)
 			break;
 	}
-	printf("allocated %lu of %lu reserved 2M pages, then: %s\n", allocated, nr,
-	       err ? strerror(err) : "no failure");
-	TEST_ASSERT(allocated == nr - movable && err == ENOMEM,
-		    "allocated %lu of %lu, %lu of them in ZONE_MOVABLE: expected %lu, then ENOMEM",
-		    allocated, nr, movable, nr - movable);
+	return i;
+}
+
+/* Close @fd: the @allocated folios it frees must lie outside [start, end). */
+static void close_and_check_frees(int fd, u64 allocated, u64 start, u64 end)
+{
+	struct gmem_events ev = {};
+	u64 frees = 0, bad = 0, i;
 
 	close(fd);
 	TEST_ASSERT(!gmem_trace_read(&ev), "the trace buffer lost events");
@@ -111,8 +102,97 @@ int main(int argc, char *argv[])
 		    "%lu of the %lu folios freed at close were in ZONE_MOVABLE (%lu allocated)",
 		    bad, frees, allocated);
 	gmem_events_free(&ev);
-	kvm_vm_free(vm);
+}
+
+/*
+ * The pool's free pages, part of them in ZONE_MOVABLE: a file reserving
+ * them all allocates exactly those outside it, then fails with ENOMEM.
+ */
+static void test_pool_pages(struct kvm_vm *vm, struct guest_memfd_backing b,
+			    u64 start, u64 end)
+{
+	struct hugetlb_pool base;
+	u64 nr, movable, allocated;
+	int fd, err;
+
+	TEST_ASSERT(hugetlb_pool_read(SZ_2M, &base), "no 2M pool");
+	nr = hugetlb_pool_unreserved(&base);
+	movable = free_pages_in(nr, start, end);
+	printf("ZONE_MOVABLE pfns [0x%lx, 0x%lx); %lu of %lu free 2M pages in it\n",
+	       start, end, movable, nr);
+	TEST_ASSERT(movable && movable < nr, "need free 2M pages in and out of ZONE_MOVABLE");
+
+	gmem_trace_start(GMEM_TRACE_INVALIDATE);
+	fd = vm_create_guest_memfd_backing(vm, nr * SZ_2M, b);
+	allocated = allocate_each(fd, nr, &err);
+	printf("allocated %lu of %lu reserved 2M pages, then: %s\n", allocated, nr,
+	       err ? strerror(err) : "no failure");
+	TEST_ASSERT(allocated == nr - movable && err == ENOMEM,
+		    "allocated %lu of %lu, %lu of them in ZONE_MOVABLE: expected %lu, then ENOMEM",
+		    allocated, nr, movable, nr - movable);
+	close_and_check_frees(fd, allocated, start, end);
 	hugetlb_pool_assert(SZ_2M, &base, 0, 0, "closed");
 	printf("no folio from ZONE_MOVABLE\n");
+}
+
+/*
+ * An empty pool that may overcommit: the surplus pages a file's creation
+ * adds to the pool for its reservation are allocated for it, never from
+ * ZONE_MOVABLE, so that every one of them can be allocated.
+ */
+static void test_surplus_pages(struct kvm_vm *vm, struct guest_memfd_backing b,
+			       u64 start, u64 end)
+{
+	struct hugetlb_pool base, pool;
+	u64 nr, allocated;
+	int fd, err;
+
+	TEST_ASSERT(hugetlb_pool_read(SZ_2M, &base), "no 2M pool");
+	TEST_ASSERT(!base.nr && base.nr_overcommit >= 16,
+		    "need an empty 2M pool that may overcommit 16 pages, have %lu and %lu",
+		    base.nr, base.nr_overcommit);
+	nr = base.nr_overcommit;
+
+	gmem_trace_start(GMEM_TRACE_INVALIDATE);
+	fd = vm_create_guest_memfd_backing(vm, nr * SZ_2M, b);
+	TEST_ASSERT(hugetlb_pool_read(SZ_2M, &pool) && pool.surplus == nr,
+		    "%lu surplus 2M pages after creating a file of %lu", pool.surplus, nr);
+	allocated = allocate_each(fd, nr, &err);
+	printf("allocated %lu of %lu surplus 2M pages, then: %s\n", allocated, nr,
+	       err ? strerror(err) : "no failure");
+	TEST_ASSERT(allocated == nr,
+		    "allocated %lu of the %lu surplus pages taken at create: %s",
+		    allocated, nr, strerror(err));
+	close_and_check_frees(fd, allocated, start, end);
+	hugetlb_pool_assert(SZ_2M, &base, 0, 0, "closed");
+	TEST_ASSERT(hugetlb_pool_read(SZ_2M, &pool) && !pool.nr && !pool.surplus,
+		    "the surplus pages stayed in the pool: %lu, surplus %lu",
+		    pool.nr, pool.surplus);
+	printf("every surplus page allocated, none from ZONE_MOVABLE\n");
+}
+
+/*
+ * Without arguments: the pool's free pages, which must be in and out of
+ * ZONE_MOVABLE.  With -s: an empty pool with nr_overcommit_hugepages.
+ */
+int main(int argc, char *argv[])
+{
+	const struct guest_memfd_backing b = guest_memfd_hugetlb_backing(SZ_2M);
+	bool surplus = argc > 1 && !strcmp(argv[1], "-s");
+	struct kvm_vm *vm;
+	u64 start, end;
+
+	TEST_REQUIRE(sw_protected_vm_supported());
+	vm = gmem_vm_create_barebones();
+	TEST_REQUIRE(vm_guest_memfd_backing_valid(vm, b));
+	TEST_REQUIRE(gmem_trace_available(GMEM_TRACE_INVALIDATE));
+	movable_zone(&start, &end);
+	TEST_ASSERT(end > start, "no ZONE_MOVABLE: boot with movablecore=");
+
+	if (surplus)
+		test_surplus_pages(vm, b, start, end);
+	else
+		test_pool_pages(vm, b, start, end);
+	kvm_vm_free(vm);
 	return 0;
 }
