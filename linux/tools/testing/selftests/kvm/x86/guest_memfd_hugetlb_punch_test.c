@@ -1207,7 +1207,7 @@ TEST_F_TIMEOUT(gmem_punch, refault_during_long_punch, 300)
 		       early);
 	ASSERT_TRUE(early || rounds < 3)
 		TH_LOG("the fault succeeded only once the punch had released all: %s",
-		       "reservations come back at its end");
+		       "no hugepage was usable before the punch ended");
 	if (!early)
 		SKIP(return, "%lu rounds in a minute: too few to tell", rounds);
 }
