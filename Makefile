@@ -77,8 +77,9 @@ save:
 
 ## clean      remove kernel objects and selftests (keeps build/src, build/git)
 clean:
-	rm -rf build/obj build/obj-bench build/obj-sev build/sel build/vmrun \
-		build/vmtest build/check/obj build/check/obj-sev build/check/sel
+	rm -rf build/obj build/obj-bench build/obj-cc build/obj-sev build/sel \
+		build/vmrun build/vmtest build/check/obj build/check/obj-cc \
+		build/check/obj-sev build/check/sel
 
 ## distclean  remove all of build/
 distclean:
