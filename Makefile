@@ -58,8 +58,9 @@ series:
 
 ## check-series  make series, then: git am onto pristine 7.3, no patch deletes
 ##            what an earlier one added, the size rule, checkpatch --strict,
-##            and every patch builds on its own (kernel, KVM with
-##            KVM_AMD_SEV, selftests for patches touching tools/; build/check)
+##            and every patch builds on its own (kernel, KVM with the SEV-SNP
+##            and TDX host code, selftests for patches touching tools/;
+##            build/check)
 check-series:
 	scripts/deps.sh
 	scripts/check-series
@@ -77,8 +78,9 @@ save:
 
 ## clean      remove kernel objects and selftests (keeps build/src, build/git)
 clean:
-	rm -rf build/obj build/obj-bench build/obj-sev build/sel build/vmrun \
-		build/vmtest build/check/obj build/check/obj-sev build/check/sel
+	rm -rf build/obj build/obj-bench build/obj-cc build/obj-sev build/sel \
+		build/vmrun build/vmtest build/check/obj build/check/obj-cc \
+		build/check/obj-sev build/check/sel
 
 ## distclean  remove all of build/
 distclean:

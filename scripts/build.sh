@@ -1,15 +1,15 @@
 #!/bin/bash
 # SPDX-License-Identifier: GPL-2.0
 # Build the patched kernel and the static selftests, incrementally.
-#   scripts/build.sh [kernel|selftests|bench|sev|config|all]  (default: all)
+#   scripts/build.sh [kernel|selftests|bench|cc|config|all]  (default: all)
 # kernel: the test kernel (tinyconfig + configs/hugetlb-gmem.config) in
 #         build/obj; selftests: the programs tests/vm-tests.txt and
 #         tests/vm-programs.txt name whose source is in build/src, static,
 #         in build/sel; bench: the benchmark kernel (the same plus
 #         configs/bench.config: no KASAN, lockdep, kmemleak, KVM_PROVE_MMU)
-#         in build/obj-bench; sev: KVM (arch/x86/kvm/) with KVM_AMD_SEV in
-#         build/obj-sev; config: only generate and check the three
-#         .configs.
+#         in build/obj-bench; cc: KVM and the SEV-SNP and TDX host code
+#         (configs/cc-build.config) in build/obj-cc; config: only generate
+#         and check the three .configs.
 # Every target first runs scripts/prepare.py (build/src = 7.3 + series).
 set -euo pipefail
 
@@ -129,22 +129,23 @@ selftests() {
 	fi
 }
 
-# SNP consumes guest_memfd's invalidation: build KVM with KVM_AMD_SEV too.
-sev() {
-	config "$BUILD/obj-sev" "$FRAGMENT" "$TOP/configs/sev-build.config"
-	echo "build: KVM and the SNP host code with KVM_AMD_SEV (arch/x86/kvm/, arch/x86/virt/, arch/x86/mm/, virt/kvm/)"
-	make -s -C "$SRC" O="$BUILD/obj-sev" CC="ccache gcc" -j"$JOBS" \
+# SEV-SNP and TDX consume guest_memfd: build KVM with KVM_AMD_SEV and
+# KVM_INTEL_TDX, and their host code, too.
+cc() {
+	config "$BUILD/obj-cc" "$FRAGMENT" "$TOP/configs/cc-build.config"
+	echo "build: KVM, the SEV-SNP and the TDX host code (arch/x86/kvm/, arch/x86/virt/, arch/x86/mm/, virt/kvm/)"
+	make -s -C "$SRC" O="$BUILD/obj-cc" CC="ccache gcc" -j"$JOBS" \
 		arch/x86/kvm/ arch/x86/virt/ arch/x86/mm/
 }
 
 case "$what" in
 kernel) kernel "$OBJ" "$FRAGMENT" ;;
 bench) kernel "$BUILD/obj-bench" "$FRAGMENT" "$TOP/configs/bench.config" ;;
-sev) sev ;;
+cc) cc ;;
 config) config "$OBJ" "$FRAGMENT"
 	config "$BUILD/obj-bench" "$FRAGMENT" "$TOP/configs/bench.config"
-	config "$BUILD/obj-sev" "$FRAGMENT" "$TOP/configs/sev-build.config" ;;
+	config "$BUILD/obj-cc" "$FRAGMENT" "$TOP/configs/cc-build.config" ;;
 selftests) selftests ;;
 all) kernel "$OBJ" "$FRAGMENT"; selftests ;;
-*) echo "usage: $0 [kernel|selftests|bench|sev|config|all]" >&2; exit 2 ;;
+*) echo "usage: $0 [kernel|selftests|bench|cc|config|all]" >&2; exit 2 ;;
 esac
