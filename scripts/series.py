@@ -462,6 +462,23 @@ def check_size():
     return not bad
 
 
+def only_convention_camelcase(out):
+    """Whether every report of checkpatch (--show-types) is a CamelCase
+    check of an HPAGEFLAG(Uname, name) line: hugetlb.h names its page flags
+    so (HPAGEFLAG(Cma, cma)), which checkpatch knows only for flags already
+    in the tree."""
+    reports = re.findall(r"^(?:ERROR|WARNING|CHECK):(\w+):.*\n#\d+: FILE: "
+                         r".*\n(.*)$", out, re.M)
+    total = re.search(r"^total: (\d+) errors, (\d+) warnings, (\d+) checks",
+                      out, re.M)
+    if not reports or not total:
+        return False
+    if sum(int(x) for x in total.groups()) != len(reports):
+        return False
+    return all(t == "CAMELCASE" and re.match(r"\+HPAGEFLAG\(", line)
+               for t, line in reports)
+
+
 def check_checkpatch(ps):
     cp = os.path.join(AM, "scripts", "checkpatch.pl")
     # coding-style.rst: never break user-visible strings, so long format
@@ -473,7 +490,10 @@ def check_checkpatch(ps):
     for p in ps:
         r = subprocess.run([cp] + opts + [p], stdout=subprocess.PIPE,
                            stderr=subprocess.STDOUT, text=True, cwd=AM)
-        if r.returncode:
+        if r.returncode and only_convention_camelcase(r.stdout):
+            say("ok   checkpatch --strict %s (CamelCase only in "
+                "HPAGEFLAG(), hugetlb.h's convention)" % os.path.basename(p))
+        elif r.returncode:
             say("FAIL checkpatch --strict %s" % os.path.basename(p))
             print("\n".join("    " + x for x in r.stdout.splitlines()))
             bad = True

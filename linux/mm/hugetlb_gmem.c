@@ -264,6 +264,14 @@ struct folio *hugetlb_gmem_alloc_folio(struct hstate *h,
 		folio_put(folio);
 		return ERR_PTR(err);
 	}
+	/*
+	 * From here on memory_failure() hands each error to guest_memfd.
+	 * One that came before was recorded under hugetlb_lock: it is seen
+	 * by hugetlb_gmem_hwpoison_order().
+	 */
+	spin_lock_irq(&hugetlb_lock);
+	folio_set_hugetlb_gmem(folio);
+	spin_unlock_irq(&hugetlb_lock);
 	return folio;
 }
 EXPORT_SYMBOL_FOR_KVM(hugetlb_gmem_alloc_folio);
@@ -279,6 +287,9 @@ void hugetlb_gmem_remove_folio(struct folio *folio)
 {
 	struct inode *inode = folio->mapping->host;
 
+	spin_lock_irq(&hugetlb_lock);
+	folio_clear_hugetlb_gmem(folio);
+	spin_unlock_irq(&hugetlb_lock);
 	folio_clear_dirty(folio);
 	folio_clear_uptodate(folio);
 	filemap_remove_folio(folio);

@@ -37,6 +37,16 @@ struct folio *hugetlb_gmem_alloc_folio(struct hstate *h,
 				       struct address_space *mapping,
 				       pgoff_t hindex);
 void hugetlb_gmem_remove_folio(struct folio *folio);
+#ifdef CONFIG_MEMORY_FAILURE
+int hugetlb_gmem_hwpoison_order(struct folio *folio, unsigned long idx,
+				int order);
+#else
+static inline int hugetlb_gmem_hwpoison_order(struct folio *folio,
+					      unsigned long idx, int order)
+{
+	return order;
+}
+#endif
 #else
 static inline unsigned long hugetlb_gmem_supported_shifts(void)
 {

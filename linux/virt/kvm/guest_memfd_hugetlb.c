@@ -484,14 +484,10 @@ static bool kvm_gmem_punch_folio(struct kvm_gmem_hugetlb *hg,
 	kvm_gmem_blocks_init(&it, sp->punched, start, end, false);
 	while (kvm_gmem_punch_next(&it, &s, &order)) {
 		bitmap_set(sp->not_private, s, 1UL << order);
-		/*
-		 * Nothing of a poisoned folio is written: no fault maps any
-		 * of it again (kvm_gmem_hugetlb_get_pfn()).
-		 */
-		if (folio_test_hwpoison(folio))
-			continue;
 		for (i = s; i < s + (1UL << order); i++) {
-			clear_highpage(folio_page(folio, i));
+			/* A poisoned subpage is never written or mapped. */
+			if (hugetlb_gmem_hwpoison_order(folio, i, 0) >= 0)
+				clear_highpage(folio_page(folio, i));
 			cond_resched();
 		}
 	}
@@ -827,6 +823,9 @@ static int kvm_gmem_hugetlb_max_order(struct kvm_gmem_hugetlb *hg,
 						    index - folio->index);
 	if (misalign)
 		order = min_t(int, order, __ffs(misalign));
+	/* Never over a poisoned subpage; the caller checked @index's. */
+	order = max(hugetlb_gmem_hwpoison_order(folio, index - folio->index,
+						order), 0);
 
 	if (order >= PUD_ORDER && kvm_gmem_block_in_slot(slot, index, PUD_ORDER))
 		return PUD_ORDER;
@@ -871,7 +870,7 @@ struct folio *kvm_gmem_hugetlb_get_pfn(struct kvm_gmem_hugetlb *hg,
 	if (IS_ERR(folio))
 		return folio;
 
-	if (folio_test_hwpoison(folio)) {
+	if (hugetlb_gmem_hwpoison_order(folio, index - folio->index, 0) < 0) {
 		r = -EHWPOISON;
 		goto err;
 	}
