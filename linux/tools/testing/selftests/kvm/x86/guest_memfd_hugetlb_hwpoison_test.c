@@ -8,10 +8,10 @@
  *
  * Injects with debugfs hwpoison/corrupt-pfn (CONFIG_HWPOISON_INJECT); the
  * folio's pfn comes from the kvm_gmem_prepare tracepoint.  A poisoned folio
- * that leaves the file is never handed out again: each case prints
- * "pool-loss: KB N", the free pages the pool lost, for the runner's pool
- * check, and the test runs last (later tests could not allocate the
- * poisoned hugepages that still count as free).
+ * never returns to the pool (memory_failure() keeps its reference): after
+ * the file is closed the pool has exactly one free hugepage less.  Each
+ * case prints that loss as "pool-loss: KB N" for the runner's pool check,
+ * and the test runs last.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -182,10 +182,15 @@ FIXTURE_TEARDOWN(gmem_hwpoison)
 	if (!self->g.vm)
 		return;
 	gmem_guest_destroy(&self->g);
-	/* The poisoned folio never returns to the pool. */
-	if (nr_poisoned && hugetlb_pool_read(variant->page_size, &now))
+	TEST_ASSERT(hugetlb_pool_read(variant->page_size, &now), "no pool");
+	if (nr_poisoned)
 		printf("pool-loss: KB %ld\n", (long)(self->base.free - now.free) *
 		       (long)(variant->page_size >> 10));
+	/* The poisoned folio, and only it, never returns to the pool. */
+	TEST_ASSERT(now.free + !!nr_poisoned == self->base.free &&
+		    now.resv == self->base.resv,
+		    "pool free %lu resv %lu after close, was %lu and %lu: expected %lu fewer free",
+		    now.free, now.resv, self->base.free, self->base.resv, !!nr_poisoned);
 }
 
 /* Poison the subpage at @off; the error must be handled. */
