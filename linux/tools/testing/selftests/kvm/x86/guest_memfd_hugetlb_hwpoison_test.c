@@ -183,9 +183,10 @@ FIXTURE_TEARDOWN(gmem_hwpoison)
 		return;
 	gmem_guest_destroy(&self->g);
 	TEST_ASSERT(hugetlb_pool_read(variant->page_size, &now), "no pool");
+	/* "pool-loss: KB N": N free pages of KB kB are gone for good. */
 	if (nr_poisoned)
-		printf("pool-loss: KB %ld\n", (long)(self->base.free - now.free) *
-		       (long)(variant->page_size >> 10));
+		printf("pool-loss: %zu %ld\n", variant->page_size >> 10,
+		       (long)(self->base.free - now.free));
 	/* The poisoned folio, and only it, never returns to the pool. */
 	TEST_ASSERT(now.free + !!nr_poisoned == self->base.free &&
 		    now.resv == self->base.resv,
