@@ -281,20 +281,44 @@ EXPORT_SYMBOL_FOR_KVM(hugetlb_gmem_alloc_folio);
  * @folio: a locked folio of hugetlb_gmem_alloc_folio()
  *
  * The folio goes back to the pool when its last reference is dropped, its
- * reservation consumed for good.
+ * reservation consumed for good.  A folio with a poisoned page never does:
+ * it is kept here, with a reference of its own and uncharged from its
+ * cgroup, whether or not memory_failure() got to it (an error that came
+ * while the folio was allocated left no reference of memory_failure()), and
+ * unpoison_memory() refuses it.
+ *
+ * Return: true if the folio was kept.
  */
-void hugetlb_gmem_remove_folio(struct folio *folio)
+bool hugetlb_gmem_remove_folio(struct folio *folio)
 {
 	struct inode *inode = folio->mapping->host;
+	struct hstate *h = folio_hstate(folio);
+	bool keep;
 
+	/*
+	 * memory_failure() marks the folio under hugetlb_lock: an error
+	 * recorded after this point finds a folio that is no longer
+	 * guest_memfd's and is handled as on any in-use hugetlb folio.
+	 */
 	spin_lock_irq(&hugetlb_lock);
-	folio_clear_hugetlb_gmem(folio);
+	keep = folio_test_hwpoison(folio);
+	if (keep) {
+		folio_get(folio);
+		hugetlb_cgroup_uncharge_folio(hstate_index(h),
+					      pages_per_huge_page(h), folio);
+	} else {
+		folio_clear_hugetlb_gmem(folio);
+	}
 	spin_unlock_irq(&hugetlb_lock);
+	if (keep)
+		pr_info("guest_memfd: poisoned hugepage at pfn %#lx kept out of the pool\n",
+			folio_pfn(folio));
 	folio_clear_dirty(folio);
 	folio_clear_uptodate(folio);
 	filemap_remove_folio(folio);
 	spin_lock(&inode->i_lock);
-	inode->i_blocks -= blocks_per_huge_page(folio_hstate(folio));
+	inode->i_blocks -= blocks_per_huge_page(h);
 	spin_unlock(&inode->i_lock);
+	return keep;
 }
 EXPORT_SYMBOL_FOR_KVM(hugetlb_gmem_remove_folio);

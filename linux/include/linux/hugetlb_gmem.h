@@ -36,7 +36,7 @@ struct mutex *hugetlb_gmem_fault_mutex(struct address_space *mapping,
 struct folio *hugetlb_gmem_alloc_folio(struct hstate *h,
 				       struct address_space *mapping,
 				       pgoff_t hindex);
-void hugetlb_gmem_remove_folio(struct folio *folio);
+bool hugetlb_gmem_remove_folio(struct folio *folio);
 #ifdef CONFIG_MEMORY_FAILURE
 int hugetlb_gmem_hwpoison_order(struct folio *folio, unsigned long idx,
 				int order);

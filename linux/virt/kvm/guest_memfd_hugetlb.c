@@ -497,8 +497,8 @@ static bool kvm_gmem_punch_folio(struct kvm_gmem_hugetlb *hg,
 
 /*
  * Take a locked folio out of the page cache: reclaim its private subpages;
- * the mapping's ->free_folio() then reclaims the whole folio, which goes
- * back to the pool with its last reference.
+ * the folio goes back to the pool with its last reference, unless it is
+ * poisoned: hugetlb_gmem_remove_folio() keeps it then.
  */
 static void kvm_gmem_remove_folio(struct kvm_gmem_hugetlb *hg,
 				  struct folio *folio, pgoff_t hindex)

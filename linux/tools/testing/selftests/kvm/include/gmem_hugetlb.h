@@ -138,6 +138,8 @@ const char *hugetlb_cgroup_enter(struct hugetlb_cgroup *cg, size_t page_size);
 u64 hugetlb_cgroup_rsvd(const struct hugetlb_cgroup *cg);
 u64 hugetlb_cgroup_usage(const struct hugetlb_cgroup *cg);
 void hugetlb_cgroup_set_rsvd_max(const struct hugetlb_cgroup *cg, u64 bytes);
+/* Move the calling process back to the parent of @cg, so that @cg can go. */
+void hugetlb_cgroup_leave(const struct hugetlb_cgroup *cg);
 void hugetlb_cgroup_remove(struct hugetlb_cgroup *cg);
 
 /* ------------------------------------------------------------------------ */

@@ -499,6 +499,19 @@ void hugetlb_cgroup_set_rsvd_max(const struct hugetlb_cgroup *cg, u64 bytes)
 }
 
 /* Remove the cgroup once no task is in it (so not from inside it). */
+void hugetlb_cgroup_leave(const struct hugetlb_cgroup *cg)
+{
+	char parent[PATH_MAX], *slash;
+
+	if (!cg->path[0])
+		return;
+	snprintf(parent, sizeof(parent), "%s", cg->path);
+	slash = strrchr(parent, '/');
+	TEST_ASSERT(slash, "bad cgroup path %s", cg->path);
+	*slash = '\0';
+	TEST_ASSERT(!cg_enter_current(parent), "can't move back to %s", parent);
+}
+
 void hugetlb_cgroup_remove(struct hugetlb_cgroup *cg)
 {
 	int i;

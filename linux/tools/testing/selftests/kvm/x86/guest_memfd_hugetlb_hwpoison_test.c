@@ -8,16 +8,21 @@
  *
  * Injects with debugfs hwpoison/corrupt-pfn (CONFIG_HWPOISON_INJECT); the
  * folio's pfn comes from the kvm_gmem_prepare tracepoint.  A poisoned folio
- * never returns to the pool (memory_failure() keeps its reference): after
- * the file is closed the pool has exactly one free hugepage less.  Each
- * case prints that loss as "pool-loss: KB N" for the runner's pool check,
- * and the test runs last.
+ * never returns to the pool, whether or not memory_failure() holds it (an
+ * error during the folio's allocation leaves no reference of its own):
+ * after the file is closed, unpoison-pfn of the folio fails, the pool has
+ * exactly one free hugepage less per poisoned folio, a mapping of every
+ * free hugepage never gets it, and the cgroup that was charged for the
+ * file is charged for nothing any more.  Each case prints the pool's loss
+ * as "pool-loss: KB N" for the runner's pool check, and the test runs last.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/mman.h>
 
 #include "gmem_hugetlb_harness.h"
 #include "kvm_util.h"
@@ -26,12 +31,13 @@
 #include "ucall_common.h"
 
 #define CORRUPT_PFN	"/sys/kernel/debug/hwpoison/corrupt-pfn"
+#define UNPOISON_PFN	"/sys/kernel/debug/hwpoison/unpoison-pfn"
 
 #define PATTERN(off)	(0x6b6bb6b600000000ULL ^ (off))
 
 enum { FILL = 1, CHECK, READ };
 
-#define MAX_POISONED	4
+#define MAX_POISONED	64
 static u64 poisoned[MAX_POISONED];
 static u64 nr_poisoned;
 
@@ -47,8 +53,8 @@ static bool is_poisoned(u64 off)
 }
 
 /*
- * FILL: write the first word of every subpage.  CHECK: read back every
- * subpage but the poisoned ones.  READ: read the subpage at @off.
+ * FILL: write the first word of every subpage but the poisoned ones.
+ * CHECK: read them back.  READ: read the subpage at @off.
  */
 static void guest_code(u64 gpa, u64 size, u64 mode, u64 off)
 {
@@ -56,8 +62,10 @@ static void guest_code(u64 gpa, u64 size, u64 mode, u64 off)
 
 	switch (mode) {
 	case FILL:
-		for (o = 0; o < size; o += SZ_4K)
-			*(u64 *)(gpa + o) = PATTERN(o);
+		for (o = 0; o < size; o += SZ_4K) {
+			if (!is_poisoned(o))
+				*(u64 *)(gpa + o) = PATTERN(o);
+		}
 		break;
 	case CHECK:
 		for (o = 0; o < size; o += SZ_4K) {
@@ -72,12 +80,17 @@ static void guest_code(u64 gpa, u64 size, u64 mode, u64 off)
 	GUEST_SYNC(mode);
 }
 
-/* Run the guest from its entry point in @mode. */
-static void guest_do(struct gmem_guest *g, u64 mode, u64 off)
+/* Run the guest from its entry point in @mode, on its first @size bytes. */
+static void guest_do_size(struct gmem_guest *g, u64 size, u64 mode, u64 off)
 {
 	vcpu_arch_set_entry_point(g->vcpu, guest_code);
-	vcpu_args_set(g->vcpu, 4, g->gpa, g->size, mode, off);
+	vcpu_args_set(g->vcpu, 4, g->gpa, size, mode, off);
 	gmem_guest_run(g->vcpu, mode);
+}
+
+static void guest_do(struct gmem_guest *g, u64 mode, u64 off)
+{
+	guest_do_size(g, g->size, mode, off);
 }
 
 /* The guest's read of @off must exit with EHWPOISON at its gpa. */
@@ -98,19 +111,23 @@ static void expect_poison_exit(struct gmem_guest *g, u64 off)
 		    run->exit_reason, run->memory_fault.gpa, g->gpa + off);
 }
 
-/* The pfn of file index 0, from the prepare events of the guest's fill. */
-static u64 fill_for_pfn(struct gmem_guest *g)
+/*
+ * The pfn of file index 0, from the prepare events of the guest's fill of
+ * the folio of @folio_size there.
+ */
+static u64 fill_folio_for_pfn(struct gmem_guest *g, u64 folio_size)
 {
 	struct gmem_events ev = {};
 	u64 pfn = 0, i;
 
 	gmem_trace_start(GMEM_TRACE_PREPARE);
-	guest_do(g, FILL, 0);
+	guest_do_size(g, folio_size, FILL, 0);
 	TEST_ASSERT(!gmem_trace_read(&ev), "the trace buffer lost events");
 	gmem_trace_stop();
-	/* The file is one folio: each block's pfn is at the same distance. */
+	/* In one folio, each block's pfn is at the same distance. */
 	for (i = 0; i < ev.nr; i++) {
-		if (ev.ev[i].kind != GMEM_PREPARE)
+		if (ev.ev[i].kind != GMEM_PREPARE ||
+		    ev.ev[i].index >= folio_size / SZ_4K)
 			continue;
 		TEST_ASSERT(!pfn || pfn == ev.ev[i].pfn - ev.ev[i].index,
 			    "prepare events of one folio at different distances");
@@ -121,23 +138,107 @@ static u64 fill_for_pfn(struct gmem_guest *g)
 	return pfn;
 }
 
-/* Write @pfn to corrupt-pfn; 0 or the errno of the write. */
-static int corrupt_pfn(u64 pfn)
+static u64 fill_for_pfn(struct gmem_guest *g)
+{
+	return fill_folio_for_pfn(g, g->size);
+}
+
+/* Write @pfn to an open hwpoison file; 0 or the errno of the write. */
+static int hwpoison_write_fd(int fd, u64 pfn)
 {
 	char buf[32];
-	int fd, n, err = 0;
+	int n;
 
-	fd = open(CORRUPT_PFN, O_WRONLY);
-	TEST_ASSERT(fd >= 0, "open %s: %s", CORRUPT_PFN, strerror(errno));
 	n = snprintf(buf, sizeof(buf), "0x%lx\n", pfn);
-	if (write(fd, buf, n) != n)
-		err = errno;
+	return write(fd, buf, n) == n ? 0 : errno;
+}
+
+static int hwpoison_write(const char *path, u64 pfn)
+{
+	int fd, err;
+
+	fd = open(path, O_WRONLY);
+	TEST_ASSERT(fd >= 0, "open %s: %s", path, strerror(errno));
+	err = hwpoison_write_fd(fd, pfn);
 	close(fd);
 	return err;
 }
 
+static int corrupt_pfn(u64 pfn)
+{
+	return hwpoison_write(CORRUPT_PFN, pfn);
+}
+
+/* Head pfns of the folios that left the file poisoned. */
+#define MAX_KEPT	4
+static u64 kept[MAX_KEPT];
+static int nr_kept;
+
+static void keep_pfn(u64 pfn)
+{
+	int i;
+
+	for (i = 0; i < nr_kept; i++) {
+		if (kept[i] == pfn)
+			return;
+	}
+	TEST_ASSERT(nr_kept < MAX_KEPT, "too many poisoned folios");
+	kept[nr_kept++] = pfn;
+}
+
+/*
+ * Once its file is closed, a poisoned folio stays out of the pool: not
+ * unpoisoned, never handed out by the pool.  Map free hugepages of the
+ * pool (the pool hands out the one freed last first, so a few suffice)
+ * and look for it.
+ */
+static void check_kept_out(size_t page_size)
+{
+	const u64 nr_pfns = page_size / SZ_4K;
+	struct hugetlb_pool pool;
+	u64 i, n, entry;
+	char *mem;
+	int fd, k, err;
+
+	for (k = 0; k < nr_kept; k++) {
+		err = hwpoison_write(UNPOISON_PFN, kept[k]);
+		TEST_ASSERT(err == EBUSY,
+			    "unpoison-pfn of the closed file's poisoned folio 0x%lx: %s, expected EBUSY",
+			    kept[k], err ? strerror(err) : "done");
+	}
+
+	TEST_ASSERT(hugetlb_pool_read(page_size, &pool), "no pool");
+	n = min_t(u64, hugetlb_pool_unreserved(&pool), 16);
+	if (!n)
+		return;
+	mem = mmap(NULL, n * page_size, PROT_READ | PROT_WRITE,
+		   MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB | MAP_POPULATE |
+		   (__builtin_ctzl(page_size) << MAP_HUGE_SHIFT), -1, 0);
+	TEST_ASSERT(mem != MAP_FAILED, "mmap of %lu free hugepages: %s",
+		    n, strerror(errno));
+	fd = open("/proc/self/pagemap", O_RDONLY);
+	TEST_ASSERT(fd >= 0, "open pagemap: %s", strerror(errno));
+	for (i = 0; i < n; i++) {
+		u64 vpn = ((unsigned long)mem + i * page_size) / SZ_4K;
+		u64 pfn;
+
+		TEST_ASSERT(pread(fd, &entry, sizeof(entry), vpn * 8) == sizeof(entry),
+			    "pagemap: %s", strerror(errno));
+		TEST_ASSERT(entry >> 63,
+			    "free hugepage %lu of %lu could not be allocated", i, n);
+		pfn = entry & GENMASK_ULL(54, 0);
+		for (k = 0; k < nr_kept; k++)
+			TEST_ASSERT(pfn < kept[k] || pfn >= kept[k] + nr_pfns,
+				    "the pool handed out the poisoned folio 0x%lx", kept[k]);
+	}
+	close(fd);
+	munmap(mem, n * page_size);
+}
+
 FIXTURE(gmem_hwpoison) {
 	struct hugetlb_pool base;
+	struct hugetlb_cgroup cg;
+	u64 rsvd0, usage0;
 	struct gmem_guest g;
 	u64 pfn;
 };
@@ -160,6 +261,7 @@ FIXTURE_SETUP(gmem_hwpoison)
 		.backing = guest_memfd_hugetlb_backing(variant->page_size),
 		.file_size = variant->page_size,
 	};
+	const char *why;
 
 	if (!gmem_hugetlb_require(_metadata, variant->page_size))
 		return;
@@ -170,7 +272,15 @@ FIXTURE_SETUP(gmem_hwpoison)
 	ASSERT_TRUE(hugetlb_pool_read(variant->page_size, &self->base));
 	if (!gmem_need_hugepages(_metadata, variant->page_size, &self->base, 1))
 		return;
+	why = hugetlb_cgroup_enter(&self->cg, variant->page_size);
+	if (why) {
+		hugetlb_cgroup_remove(&self->cg);
+		SKIP(return, "%s", why);
+	}
+	self->rsvd0 = hugetlb_cgroup_rsvd(&self->cg);
+	self->usage0 = hugetlb_cgroup_usage(&self->cg);
 	nr_poisoned = 0;
+	nr_kept = 0;
 	gmem_guest_create(&self->g, guest_code, &args);
 	self->pfn = fill_for_pfn(&self->g);
 }
@@ -184,14 +294,23 @@ FIXTURE_TEARDOWN(gmem_hwpoison)
 	gmem_guest_destroy(&self->g);
 	TEST_ASSERT(hugetlb_pool_read(variant->page_size, &now), "no pool");
 	/* "pool-loss: KB N": N free pages of KB kB are gone for good. */
-	if (nr_poisoned)
+	if (nr_kept)
 		printf("pool-loss: %zu %ld\n", variant->page_size >> 10,
 		       (long)(self->base.free - now.free));
-	/* The poisoned folio, and only it, never returns to the pool. */
-	TEST_ASSERT(now.free + !!nr_poisoned == self->base.free &&
+	/* The poisoned folios, and only they, never return to the pool. */
+	TEST_ASSERT(now.free + nr_kept == self->base.free &&
 		    now.resv == self->base.resv,
-		    "pool free %lu resv %lu after close, was %lu and %lu: expected %lu fewer free",
-		    now.free, now.resv, self->base.free, self->base.resv, !!nr_poisoned);
+		    "pool free %lu resv %lu after close, was %lu and %lu: expected %d fewer free",
+		    now.free, now.resv, self->base.free, self->base.resv, nr_kept);
+	check_kept_out(variant->page_size);
+	/* Nor is anything charged for them. */
+	TEST_ASSERT(hugetlb_cgroup_rsvd(&self->cg) == self->rsvd0 &&
+		    hugetlb_cgroup_usage(&self->cg) == self->usage0,
+		    "cgroup rsvd %lu usage %lu after close, was %lu and %lu",
+		    hugetlb_cgroup_rsvd(&self->cg), hugetlb_cgroup_usage(&self->cg),
+		    self->rsvd0, self->usage0);
+	hugetlb_cgroup_leave(&self->cg);
+	hugetlb_cgroup_remove(&self->cg);
 }
 
 /* Poison the subpage at @off; the error must be handled. */
@@ -201,6 +320,7 @@ static void poison(struct __test_metadata *_metadata, struct gmem_guest *g, u64 
 
 	ASSERT_EQ(0, err) TH_LOG("corrupt-pfn of offset 0x%lx (pfn 0x%lx): %s",
 				 off, pfn + off / SZ_4K, strerror(err));
+	keep_pfn(pfn);
 	poisoned[nr_poisoned++] = off;
 	sync_global_to_guest(g->vm, poisoned);
 	sync_global_to_guest(g->vm, nr_poisoned);
@@ -235,6 +355,257 @@ TEST_F_TIMEOUT(gmem_hwpoison, second_error_in_folio, 300)
 	expect_poison_exit(&self->g, a);
 	expect_poison_exit(&self->g, b);
 	guest_do(&self->g, CHECK, 0);
+}
+
+/* 0, or the errno of writing @nth to the calling thread's fail-nth. */
+static int set_fail_nth(int nth)
+{
+	char path[64], buf[16];
+	int fd, n, err = 0;
+
+	snprintf(path, sizeof(path), "/proc/self/task/%d/fail-nth", gettid());
+	fd = open(path, O_WRONLY);
+	if (fd < 0)
+		return errno;
+	n = snprintf(buf, sizeof(buf), "%d", nth);
+	if (write(fd, buf, n) != n)
+		err = errno;
+	close(fd);
+	return err;
+}
+
+/*
+ * Errors recorded while allocations fail: memory_failure() allocates its
+ * record of a raw page where reclaim can make room, so a failing atomic
+ * allocation loses no record and the other subpages stay usable (with the
+ * record lost, every subpage of the folio would count as poisoned).  The
+ * Nth fault-injection point of each injection fails, for N = 1 to 4:
+ * atomic allocations only, as failslab's ignore-gfp-wait leaves those that
+ * can reclaim alone.
+ */
+TEST_F_TIMEOUT(gmem_hwpoison, error_while_allocations_fail, 300)
+{
+	int nth, err;
+
+	if (set_fail_nth(0))
+		SKIP(return, "no fail-nth (CONFIG_FAULT_INJECTION)");
+	for (nth = 1; nth <= 4; nth++) {
+		u64 off = nth * 3 * SZ_4K;
+
+		ASSERT_EQ(0, set_fail_nth(nth));
+		err = corrupt_pfn(self->pfn + off / SZ_4K);
+		set_fail_nth(0);
+		ASSERT_EQ(0, err) TH_LOG("corrupt-pfn with fail-nth %d: %s", nth,
+					 strerror(err));
+		keep_pfn(self->pfn);
+		poisoned[nr_poisoned++] = off;
+		sync_global_to_guest(self->g.vm, poisoned);
+		sync_global_to_guest(self->g.vm, nr_poisoned);
+		guest_do(&self->g, CHECK, 0);
+		expect_poison_exit(&self->g, off);
+	}
+}
+
+struct alloc_race {
+	int fd;
+	size_t size;
+	bool done;		/* fallocate() returned */
+	int err;		/* fallocate()'s errno */
+};
+
+static void *alloc_thread(void *data)
+{
+	struct alloc_race *r = data;
+
+	r->err = __gmem_fallocate(r->fd, false, 0, r->size);
+	WRITE_ONCE(r->done, true);
+	return NULL;
+}
+
+/*
+ * An error that lands while the folio is allocated and zeroed, before it
+ * is guest_memfd's: memory_failure() records it and keeps no reference
+ * (corrupt-pfn fails with EBUSY).  The folio enters the file anyway; its
+ * poisoned subpage exits with EHWPOISON, every other one works, and the
+ * folio stays out of the pool after close.
+ *
+ * The pool hands out the hugepage freed last: a whole punch frees the
+ * file's folio, whose pfn is known, and the next allocation takes it back
+ * while the injecting thread watches free_hugepages.  A round whose error
+ * came too late (corrupt-pfn succeeded: the folio was guest_memfd's
+ * already) poisoned a folio as the other cases do; it is punched out and
+ * kept, and the next round tries again with the next one.
+ */
+TEST_F_TIMEOUT(gmem_hwpoison, error_during_allocation, 600)
+{
+	const u64 off = 5 * SZ_4K;
+	struct hugetlb_pool_reader pr;
+	int round, err = 0, rounds = variant->page_size == SZ_1G ? 2 : 8;
+	bool hit = false;
+
+	hugetlb_pool_reader_open(&pr, variant->page_size);
+	for (round = 0; round < rounds && !hit; round++) {
+		struct alloc_race r = { self->g.fd, variant->page_size };
+		u64 free0, free, resv;
+		pthread_t t;
+
+		if (round) {
+			/* Out with the folio the last round poisoned. */
+			gmem_punch(self->g.fd, 0, variant->page_size);
+			self->pfn = fill_for_pfn(&self->g);
+		}
+		gmem_punch(self->g.fd, 0, variant->page_size);
+		hugetlb_pool_reader_read(&pr, &free0, &resv);
+		pthread_create(&t, NULL, alloc_thread, &r);
+		do {
+			hugetlb_pool_reader_read(&pr, &free, &resv);
+		} while (free >= free0 && !READ_ONCE(r.done));
+		err = corrupt_pfn(self->pfn + off / SZ_4K);
+		hit = err == EBUSY && !READ_ONCE(r.done);
+		pthread_join(t, NULL);
+		ASSERT_EQ(0, r.err) TH_LOG("fallocate: %s", strerror(r.err));
+		ASSERT_TRUE(hit || !err) TH_LOG("corrupt-pfn after fallocate returned: %s",
+						strerror(err));
+		/* Kept in either case: it left the file poisoned or will. */
+		keep_pfn(self->pfn);
+		ksft_print_msg("round %d: corrupt-pfn %s %s fallocate returned\n",
+			       round, err ? strerror(err) : "handled",
+			       hit ? "before" : "after");
+	}
+	hugetlb_pool_reader_close(&pr);
+	ASSERT_TRUE(hit) TH_LOG("no error landed during an allocation in %d rounds",
+				rounds);
+
+	poisoned[nr_poisoned++] = off;
+	sync_global_to_guest(self->g.vm, poisoned);
+	sync_global_to_guest(self->g.vm, nr_poisoned);
+	/* The poisoned folio is the file's, and only that subpage is lost. */
+	ASSERT_EQ(self->pfn, fill_for_pfn(&self->g));
+	guest_do(&self->g, CHECK, 0);
+	expect_poison_exit(&self->g, off);
+	guest_do(&self->g, CHECK, 0);
+}
+
+/*
+ * The zap of an error does not wait for a punch in the same file: with
+ * its error handled while a punch of the file's other folios holds the
+ * invalidate lock, the guest's read of the poisoned page exits with
+ * EHWPOISON rather than reading it through the mapping it had.  Faults on
+ * the first folio then wait for the punch (the zap's invalidation range
+ * merges with the punch's), so what shows the race was hit is that
+ * corrupt-pfn returned and the vCPU was started before the punch returned.
+ * Each round poisons another subpage of the first folio, after the guest
+ * mapped every healthy one; the punch zeroes all but one subpage of each
+ * of the two others, and the error is injected as soon as it started.
+ */
+FIXTURE(gmem_hwpoison_zap) {
+	struct hugetlb_pool base;
+	struct gmem_guest g;
+	u64 pfn;
+};
+
+FIXTURE_VARIANT(gmem_hwpoison_zap) {
+	size_t page_size;
+};
+
+/* 2M only: the 1G pool of the test VM is too small for three more. */
+FIXTURE_VARIANT_ADD(gmem_hwpoison_zap, 2M) {
+	.page_size = SZ_2M,
+};
+
+FIXTURE_SETUP(gmem_hwpoison_zap)
+{
+	struct gmem_guest_args args = {
+		.backing = guest_memfd_hugetlb_backing(variant->page_size),
+		.file_size = 3 * variant->page_size,
+	};
+
+	if (!gmem_hugetlb_require(_metadata, variant->page_size))
+		return;
+	if (access(CORRUPT_PFN, W_OK))
+		SKIP(return, "no %s (CONFIG_HWPOISON_INJECT)", CORRUPT_PFN);
+	if (!gmem_trace_available(GMEM_TRACE_PREPARE))
+		SKIP(return, "no kvm_gmem_prepare tracepoint");
+	ASSERT_TRUE(hugetlb_pool_read(variant->page_size, &self->base));
+	if (!gmem_need_hugepages(_metadata, variant->page_size, &self->base, 3))
+		return;
+	nr_poisoned = 0;
+	nr_kept = 0;
+	gmem_guest_create(&self->g, guest_code, &args);
+	self->pfn = fill_folio_for_pfn(&self->g, variant->page_size);
+}
+
+FIXTURE_TEARDOWN(gmem_hwpoison_zap)
+{
+	struct hugetlb_pool now;
+
+	if (!self->g.vm)
+		return;
+	gmem_guest_destroy(&self->g);
+	TEST_ASSERT(hugetlb_pool_read(variant->page_size, &now), "no pool");
+	if (nr_kept)
+		printf("pool-loss: %zu %ld\n", variant->page_size >> 10,
+		       (long)(self->base.free - now.free));
+	TEST_ASSERT(now.free + nr_kept == self->base.free &&
+		    now.resv == self->base.resv,
+		    "pool free %lu resv %lu after close, was %lu and %lu: expected %d fewer free",
+		    now.free, now.resv, self->base.free, self->base.resv, nr_kept);
+	check_kept_out(variant->page_size);
+}
+
+struct punch_race {
+	int fd;
+	u64 off, len;
+	bool started, done;
+};
+
+static void *punch_thread(void *data)
+{
+	struct punch_race *r = data;
+
+	WRITE_ONCE(r->started, true);
+	gmem_punch(r->fd, r->off, r->len);
+	WRITE_ONCE(r->done, true);
+	return NULL;
+}
+
+TEST_F_TIMEOUT(gmem_hwpoison_zap, zap_while_punch_holds_lock, 600)
+{
+	const u64 ps = variant->page_size;
+	int round, hits = 0, fd;
+
+	fd = open(CORRUPT_PFN, O_WRONLY);
+	ASSERT_LE(0, fd) TH_LOG("open %s: %s", CORRUPT_PFN, strerror(errno));
+	for (round = 0; round < 64 && hits < 2; round++) {
+		struct punch_race r = { self->g.fd, ps + SZ_4K, 2 * ps - 2 * SZ_4K };
+		u64 off = (3 + 7 * round) * SZ_4K;
+		bool hit;
+		pthread_t t;
+		int err;
+
+		/* The guest maps every healthy subpage of the first folio. */
+		guest_do_size(&self->g, ps, CHECK, 0);
+		/* Refill the others, so that the punch zeroes them again. */
+		gmem_allocate(self->g.fd, ps, 2 * ps);
+		pthread_create(&t, NULL, punch_thread, &r);
+		while (!READ_ONCE(r.started))
+			;
+		err = hwpoison_write_fd(fd, self->pfn + off / SZ_4K);
+		ASSERT_EQ(0, err) TH_LOG("corrupt-pfn: %s", strerror(err));
+		keep_pfn(self->pfn);
+		poisoned[nr_poisoned++] = off;
+		sync_global_to_guest(self->g.vm, poisoned);
+		sync_global_to_guest(self->g.vm, nr_poisoned);
+		hit = !READ_ONCE(r.done);
+		expect_poison_exit(&self->g, off);
+		pthread_join(t, NULL);
+		hits += hit;
+		ksft_print_msg("round %d: error %s the punch returned\n", round,
+			       hit ? "handled and read before" : "handled after");
+	}
+	close(fd);
+	ASSERT_TRUE(hits) TH_LOG("no error handled during a punch in %d rounds", round);
+	guest_do_size(&self->g, ps, CHECK, 0);
 }
 
 TEST_HARNESS_MAIN
