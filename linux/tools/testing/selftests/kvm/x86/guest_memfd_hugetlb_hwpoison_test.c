@@ -235,6 +235,43 @@ static void check_kept_out(size_t page_size)
 	munmap(mem, n * page_size);
 }
 
+/*
+ * After close: print the pool's loss ("pool-loss: KB N": N free pages of
+ * KB kB are gone for good) and check that the poisoned folios, and only
+ * they, never return to the pool.
+ */
+static void check_pool_after_close(size_t page_size,
+				   const struct hugetlb_pool *base)
+{
+	struct hugetlb_pool now;
+
+	TEST_ASSERT(hugetlb_pool_read(page_size, &now), "no pool");
+	if (nr_kept)
+		printf("pool-loss: %zu %ld\n", page_size >> 10,
+		       (long)(base->free - now.free));
+	TEST_ASSERT(now.free + nr_kept == base->free && now.resv == base->resv,
+		    "pool free %lu resv %lu after close, was %lu and %lu: expected %d fewer free",
+		    now.free, now.resv, base->free, base->resv, nr_kept);
+	check_kept_out(page_size);
+}
+
+/*
+ * What every case needs: hugetlb guest_memfd, hwpoison injection, the
+ * prepare tracepoint (for pfns) and @nr free hugepages.
+ */
+static bool hwpoison_require(struct __test_metadata *_metadata,
+			     size_t page_size, struct hugetlb_pool *base, u64 nr)
+{
+	if (!gmem_hugetlb_require(_metadata, page_size))
+		return false;
+	if (access(CORRUPT_PFN, W_OK))
+		SKIP(return false, "no %s (CONFIG_HWPOISON_INJECT)", CORRUPT_PFN);
+	if (!gmem_trace_available(GMEM_TRACE_PREPARE))
+		SKIP(return false, "no kvm_gmem_prepare tracepoint");
+	TEST_ASSERT(hugetlb_pool_read(page_size, base), "no pool");
+	return gmem_need_hugepages(_metadata, page_size, base, nr);
+}
+
 FIXTURE(gmem_hwpoison) {
 	struct hugetlb_pool base;
 	struct hugetlb_cgroup cg;
@@ -263,14 +300,7 @@ FIXTURE_SETUP(gmem_hwpoison)
 	};
 	const char *why;
 
-	if (!gmem_hugetlb_require(_metadata, variant->page_size))
-		return;
-	if (access(CORRUPT_PFN, W_OK))
-		SKIP(return, "no %s (CONFIG_HWPOISON_INJECT)", CORRUPT_PFN);
-	if (!gmem_trace_available(GMEM_TRACE_PREPARE))
-		SKIP(return, "no kvm_gmem_prepare tracepoint");
-	ASSERT_TRUE(hugetlb_pool_read(variant->page_size, &self->base));
-	if (!gmem_need_hugepages(_metadata, variant->page_size, &self->base, 1))
+	if (!hwpoison_require(_metadata, variant->page_size, &self->base, 1))
 		return;
 	why = hugetlb_cgroup_enter(&self->cg, variant->page_size);
 	if (why) {
@@ -287,22 +317,10 @@ FIXTURE_SETUP(gmem_hwpoison)
 
 FIXTURE_TEARDOWN(gmem_hwpoison)
 {
-	struct hugetlb_pool now;
-
 	if (!self->g.vm)
 		return;
 	gmem_guest_destroy(&self->g);
-	TEST_ASSERT(hugetlb_pool_read(variant->page_size, &now), "no pool");
-	/* "pool-loss: KB N": N free pages of KB kB are gone for good. */
-	if (nr_kept)
-		printf("pool-loss: %zu %ld\n", variant->page_size >> 10,
-		       (long)(self->base.free - now.free));
-	/* The poisoned folios, and only they, never return to the pool. */
-	TEST_ASSERT(now.free + nr_kept == self->base.free &&
-		    now.resv == self->base.resv,
-		    "pool free %lu resv %lu after close, was %lu and %lu: expected %d fewer free",
-		    now.free, now.resv, self->base.free, self->base.resv, nr_kept);
-	check_kept_out(variant->page_size);
+	check_pool_after_close(variant->page_size, &self->base);
 	/* Nor is anything charged for them. */
 	TEST_ASSERT(hugetlb_cgroup_rsvd(&self->cg) == self->rsvd0 &&
 		    hugetlb_cgroup_usage(&self->cg) == self->usage0,
@@ -564,14 +582,7 @@ FIXTURE_SETUP(gmem_hwpoison_zap)
 		.file_size = 3 * variant->page_size,
 	};
 
-	if (!gmem_hugetlb_require(_metadata, variant->page_size))
-		return;
-	if (access(CORRUPT_PFN, W_OK))
-		SKIP(return, "no %s (CONFIG_HWPOISON_INJECT)", CORRUPT_PFN);
-	if (!gmem_trace_available(GMEM_TRACE_PREPARE))
-		SKIP(return, "no kvm_gmem_prepare tracepoint");
-	ASSERT_TRUE(hugetlb_pool_read(variant->page_size, &self->base));
-	if (!gmem_need_hugepages(_metadata, variant->page_size, &self->base, 3))
+	if (!hwpoison_require(_metadata, variant->page_size, &self->base, 3))
 		return;
 	nr_poisoned = 0;
 	nr_kept = 0;
@@ -581,20 +592,10 @@ FIXTURE_SETUP(gmem_hwpoison_zap)
 
 FIXTURE_TEARDOWN(gmem_hwpoison_zap)
 {
-	struct hugetlb_pool now;
-
 	if (!self->g.vm)
 		return;
 	gmem_guest_destroy(&self->g);
-	TEST_ASSERT(hugetlb_pool_read(variant->page_size, &now), "no pool");
-	if (nr_kept)
-		printf("pool-loss: %zu %ld\n", variant->page_size >> 10,
-		       (long)(self->base.free - now.free));
-	TEST_ASSERT(now.free + nr_kept == self->base.free &&
-		    now.resv == self->base.resv,
-		    "pool free %lu resv %lu after close, was %lu and %lu: expected %d fewer free",
-		    now.free, now.resv, self->base.free, self->base.resv, nr_kept);
-	check_kept_out(variant->page_size);
+	check_pool_after_close(variant->page_size, &self->base);
 }
 
 struct punch_race {
