@@ -286,10 +286,8 @@ EXPORT_SYMBOL_FOR_KVM(hugetlb_gmem_alloc_folio);
  * cgroup, whether or not memory_failure() got to it (an error that came
  * while the folio was allocated left no reference of memory_failure()), and
  * unpoison_memory() refuses it.
- *
- * Return: true if the folio was kept.
  */
-bool hugetlb_gmem_remove_folio(struct folio *folio)
+void hugetlb_gmem_remove_folio(struct folio *folio)
 {
 	struct inode *inode = folio->mapping->host;
 	struct hstate *h = folio_hstate(folio);
@@ -319,6 +317,5 @@ bool hugetlb_gmem_remove_folio(struct folio *folio)
 	spin_lock(&inode->i_lock);
 	inode->i_blocks -= blocks_per_huge_page(h);
 	spin_unlock(&inode->i_lock);
-	return keep;
 }
 EXPORT_SYMBOL_FOR_KVM(hugetlb_gmem_remove_folio);

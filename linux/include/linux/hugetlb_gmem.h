@@ -36,7 +36,7 @@ struct mutex *hugetlb_gmem_fault_mutex(struct address_space *mapping,
 struct folio *hugetlb_gmem_alloc_folio(struct hstate *h,
 				       struct address_space *mapping,
 				       pgoff_t hindex);
-bool hugetlb_gmem_remove_folio(struct folio *folio);
+void hugetlb_gmem_remove_folio(struct folio *folio);
 #ifdef CONFIG_MEMORY_FAILURE
 int hugetlb_gmem_hwpoison_order(struct folio *folio, unsigned long idx,
 				int order);
@@ -51,6 +51,12 @@ static inline int hugetlb_gmem_hwpoison_order(struct folio *folio,
 static inline unsigned long hugetlb_gmem_supported_shifts(void)
 {
 	return 0;
+}
+
+static inline int hugetlb_gmem_hwpoison_order(struct folio *folio,
+					      unsigned long idx, int order)
+{
+	return order;
 }
 #endif /* CONFIG_KVM_GMEM_HUGETLB */
 

@@ -170,7 +170,7 @@ static int corrupt_pfn(u64 pfn)
 }
 
 /* Head pfns of the folios that left the file poisoned. */
-#define MAX_KEPT	4
+#define MAX_KEPT	16
 static u64 kept[MAX_KEPT];
 static int nr_kept;
 
@@ -357,44 +357,79 @@ TEST_F_TIMEOUT(gmem_hwpoison, second_error_in_folio, 300)
 	guest_do(&self->g, CHECK, 0);
 }
 
-/* 0, or the errno of writing @nth to the calling thread's fail-nth. */
-static int set_fail_nth(int nth)
-{
-	char path[64], buf[16];
-	int fd, n, err = 0;
+#define FAIL_NTH_PATH	"/proc/thread-self/fail-nth"
+#define FAILSLAB_WAIT	"/sys/kernel/debug/failslab/ignore-gfp-wait"
+#define FAILSLAB_VERBOSE	"/sys/kernel/debug/failslab/verbose"
 
-	snprintf(path, sizeof(path), "/proc/self/task/%d/fail-nth", gettid());
+/* 0, or the errno of writing @val to @path. */
+static int write_str(const char *path, const char *val)
+{
+	int fd, err = 0;
+
 	fd = open(path, O_WRONLY);
 	if (fd < 0)
 		return errno;
-	n = snprintf(buf, sizeof(buf), "%d", nth);
-	if (write(fd, buf, n) != n)
+	if (write(fd, val, strlen(val)) != (ssize_t)strlen(val))
 		err = errno;
 	close(fd);
 	return err;
 }
 
 /*
+ * Arm the calling thread's fail-nth through @fd, open already: opening a
+ * file allocates, and would take the injection.
+ */
+static void set_fail_nth(int fd, int nth)
+{
+	char buf[16];
+	int n = snprintf(buf, sizeof(buf), "%d", nth);
+
+	TEST_ASSERT(pwrite(fd, buf, n, 0) == n, "fail-nth %d: %s", nth,
+		    strerror(errno));
+}
+
+/* The calling thread's fail-nth: 0 once its injection fired. */
+static int read_fail_nth(int fd)
+{
+	char buf[16] = "";
+
+	TEST_ASSERT(pread(fd, buf, sizeof(buf) - 1, 0) > 0, "read %s: %s",
+		    FAIL_NTH_PATH, strerror(errno));
+	return atoi(buf);
+}
+
+/*
  * Errors recorded while allocations fail: memory_failure() allocates its
- * record of a raw page where reclaim can make room, so a failing atomic
- * allocation loses no record and the other subpages stay usable (with the
- * record lost, every subpage of the folio would count as poisoned).  The
- * Nth fault-injection point of each injection fails, for N = 1 to 4:
- * atomic allocations only, as failslab's ignore-gfp-wait leaves those that
- * can reclaim alone.
+ * record of a raw page before hugetlb_lock, where it may sleep, and falls
+ * back to an atomic allocation under the lock, so one failing allocation
+ * loses no record and the other subpages stay usable (with the record
+ * lost, every subpage of the folio would count as poisoned).  The Nth
+ * slab allocation of each injection fails (failslab for every allocation,
+ * ignore-gfp-wait off), for N = 1 to 4; at least one injection must have
+ * fired.  The record does not depend on the page size: 2M only.
  */
 TEST_F_TIMEOUT(gmem_hwpoison, error_while_allocations_fail, 300)
 {
-	int nth, err;
+	int nth, err, fired = 0, nth_fd, corrupt_fd;
 
-	if (set_fail_nth(0))
-		SKIP(return, "no fail-nth (CONFIG_FAULT_INJECTION)");
+	if (variant->page_size != SZ_2M)
+		SKIP(return, "the same on 2M");
+	if (write_str(FAIL_NTH_PATH, "0") || access(FAILSLAB_WAIT, W_OK))
+		SKIP(return, "no fail-nth or failslab (CONFIG_FAILSLAB, debugfs)");
+	ASSERT_EQ(0, write_str(FAILSLAB_WAIT, "N"));
+	ASSERT_EQ(0, write_str(FAILSLAB_VERBOSE, "0"));
+	nth_fd = open(FAIL_NTH_PATH, O_RDWR);
+	corrupt_fd = open(CORRUPT_PFN, O_WRONLY);
+	ASSERT_TRUE(nth_fd >= 0 && corrupt_fd >= 0);
+	/* The VM runner accepts allocation failure reports in this window. */
+	write_str("/dev/kmsg", "fault-injection: begin\n");
 	for (nth = 1; nth <= 4; nth++) {
 		u64 off = nth * 3 * SZ_4K;
 
-		ASSERT_EQ(0, set_fail_nth(nth));
-		err = corrupt_pfn(self->pfn + off / SZ_4K);
-		set_fail_nth(0);
+		set_fail_nth(nth_fd, nth);
+		err = hwpoison_write_fd(corrupt_fd, self->pfn + off / SZ_4K);
+		fired += !read_fail_nth(nth_fd);
+		set_fail_nth(nth_fd, 0);
 		ASSERT_EQ(0, err) TH_LOG("corrupt-pfn with fail-nth %d: %s", nth,
 					 strerror(err));
 		keep_pfn(self->pfn);
@@ -404,6 +439,11 @@ TEST_F_TIMEOUT(gmem_hwpoison, error_while_allocations_fail, 300)
 		guest_do(&self->g, CHECK, 0);
 		expect_poison_exit(&self->g, off);
 	}
+	write_str("/dev/kmsg", "fault-injection: end\n");
+	close(corrupt_fd);
+	close(nth_fd);
+	write_str(FAILSLAB_WAIT, "Y");
+	ASSERT_LT(0, fired) TH_LOG("no allocation failed in the injections");
 }
 
 struct alloc_race {
@@ -493,7 +533,8 @@ TEST_F_TIMEOUT(gmem_hwpoison, error_during_allocation, 600)
  * EHWPOISON rather than reading it through the mapping it had.  Faults on
  * the first folio then wait for the punch (the zap's invalidation range
  * merges with the punch's), so what shows the race was hit is that
- * corrupt-pfn returned and the vCPU was started before the punch returned.
+ * corrupt-pfn returned before the punch did, and that the vCPU's read
+ * faulted and retried while the punch's invalidation was in progress.
  * Each round poisons another subpage of the first folio, after the guest
  * mapped every healthy one; the punch zeroes all but one subpage of each
  * of the two others, and the error is injected as soon as it started.
@@ -578,7 +619,7 @@ TEST_F_TIMEOUT(gmem_hwpoison_zap, zap_while_punch_holds_lock, 600)
 	ASSERT_LE(0, fd) TH_LOG("open %s: %s", CORRUPT_PFN, strerror(errno));
 	for (round = 0; round < 64 && hits < 2; round++) {
 		struct punch_race r = { self->g.fd, ps + SZ_4K, 2 * ps - 2 * SZ_4K };
-		u64 off = (3 + 7 * round) * SZ_4K;
+		u64 off = (3 + 7 * round) * SZ_4K, r0;
 		bool hit;
 		pthread_t t;
 		int err;
@@ -597,7 +638,13 @@ TEST_F_TIMEOUT(gmem_hwpoison_zap, zap_while_punch_holds_lock, 600)
 		sync_global_to_guest(self->g.vm, poisoned);
 		sync_global_to_guest(self->g.vm, nr_poisoned);
 		hit = !READ_ONCE(r.done);
+		r0 = vcpu_faults_retried(self->g.vcpu);
 		expect_poison_exit(&self->g, off);
+		/*
+		 * The read faulted (the zap happened) and waited for the punch's
+		 * invalidation: the error came while the punch held the lock.
+		 */
+		hit = hit && vcpu_faults_retried(self->g.vcpu) > r0;
 		pthread_join(t, NULL);
 		hits += hit;
 		ksft_print_msg("round %d: error %s the punch returned\n", round,
