@@ -653,7 +653,7 @@ static void __round_trip(struct __test_metadata *_metadata, struct gmem_guest *g
 		ASSERT_TRUE(now.pages_1g == whole.pages_1g &&
 			    now.pages_2m + 1 == whole.pages_2m &&
 			    now.pages_4k == whole.pages_4k + SZ_2M / SZ_4K - !by_fault)
-			TH_LOG("not mapped as before the round trip but the 2M region of the hole (%s)",
+			TH_LOG("not mapped as before but the 2M region of the hole (%s)",
 			       mapping_levels_str(&whole, &now, lv, sizeof(lv)));
 	} else {
 		ASSERT_TRUE(!memcmp(&now, &whole, sizeof(now)))
