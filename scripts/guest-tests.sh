@@ -18,10 +18,11 @@ hp() {	# hp SIZE_KB FILE -> value of a per-size hugetlb counter
 	cat "/sys/kernel/mm/hugepages/hugepages-${1}kB/$2"
 }
 
-# The software model of SNP's RMP (a later issue of the project; checked
+# The software model of SNP's RMP (checked
 # only when the kernel has it): pages assigned to guests, 2M entries and
 # contract violations.
 rmp=/sys/kernel/debug/kvm-rmp-model
+rmp_mode0=$(cat /sys/module/kvm/parameters/rmp_model 2>/dev/null)
 rmp_snapshot() {
 	[ -d "$rmp" ] || return 0
 	echo "assigned_4k=$(cat $rmp/assigned_4k) entries_2m=$(cat $rmp/entries_2m) violations=$(cat $rmp/violations)"
@@ -83,6 +84,9 @@ run_one() {
 		return
 	fi
 	saved_nr=
+	# Each test starts with the RMP model's boot mode, whatever the test
+	# before it set (a test killed by its timeout restores nothing).
+	[ -n "$rmp_mode0" ] && echo "$rmp_mode0" > /sys/module/kvm/parameters/rmp_model
 	before=$(pool_snapshot)
 	rmp_before=$(rmp_snapshot)
 	leaked_before=$(cat $rmp/leaked 2>/dev/null)

@@ -425,18 +425,47 @@ static void kvm_gmem_free_subpages(struct kvm_gmem_hugetlb *hg,
 /*
  * The naturally aligned block [@index, @index + 2^@order) of @folio is the
  * host's again: punched out of a folio that stays, or part of one that
- * leaves the file.
+ * leaves the file, or the whole folio as it leaves.  A poisoned subpage is
+ * never handed back (the architecture may touch what it reclaims: SEV-SNP
+ * flushes its cache lines); the block is passed as the fewest blocks
+ * around it, and the folio is kept when it leaves.
  */
 static void kvm_gmem_hugetlb_reclaim(struct folio *folio, pgoff_t index,
 				     unsigned int order,
 				     enum kvm_gmem_reclaim_reason why)
 {
-	kvm_pfn_t pfn = folio_pfn(folio) + (index - folio->index);
+	unsigned long i = index - folio->index, end = i + (1UL << order);
 
-	trace_kvm_gmem_invalidate(index, pfn, order, why);
+	while (i < end) {
+		unsigned int o = min_t(unsigned int, i ? __ffs(i) : order,
+				       ilog2(end - i));
+		int clean = hugetlb_gmem_hwpoison_order(folio, i, o);
+		kvm_pfn_t pfn = folio_pfn(folio) + i;
+
+		if (clean < 0) {
+			i++;
+			continue;
+		}
+		trace_kvm_gmem_invalidate(folio->index + i, pfn, clean, why);
 #ifdef CONFIG_HAVE_KVM_ARCH_GMEM_RECLAIM
-	kvm_arch_gmem_reclaim(pfn, 1UL << order);
+		kvm_arch_gmem_reclaim(pfn, 1UL << clean);
 #endif
+		i += 1UL << clean;
+	}
+}
+
+/**
+ * kvm_gmem_hugetlb_free_folio - the final reclaim of a hugetlb folio
+ * @folio: a folio leaving a hugetlb guest_memfd's page cache
+ *
+ * Called from ->free_folio(), after every private block of the folio was
+ * reclaimed: the whole folio returns to the host (but its poisoned
+ * subpages).
+ */
+void kvm_gmem_hugetlb_free_folio(struct folio *folio)
+{
+	kvm_gmem_hugetlb_reclaim(folio, folio->index, folio_order(folio),
+				 KVM_GMEM_RECLAIM_FREE);
 }
 
 /* Reclaim the private subpages of [@start, @end) of a locked folio. */

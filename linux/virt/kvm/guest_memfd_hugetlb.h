@@ -72,6 +72,7 @@ void kvm_gmem_hugetlb_truncate(struct kvm_gmem_hugetlb *hg,
 			       pgoff_t start, pgoff_t end);
 void kvm_gmem_hugetlb_show_fdinfo(struct kvm_gmem_hugetlb *hg,
 				  struct seq_file *m);
+void kvm_gmem_hugetlb_free_folio(struct folio *folio);
 
 /*
  * What follows is internal to guest_memfd_hugetlb.c, visible here only for

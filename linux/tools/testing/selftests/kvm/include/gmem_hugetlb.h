@@ -314,6 +314,21 @@ struct mapping_levels {
 
 void mapping_levels_read(struct kvm_vm *vm, struct mapping_levels *l);
 u64 mapping_levels_pages(const struct mapping_levels *l, size_t page_size);
+/*
+ * The size KVM maps private memory of a @page_size folio with, at most, in
+ * a VM created now: 2M for 1G folios while the model of SEV-SNP's RMP
+ * (kvm.rmp_model=snp) is on, as SNP has no 1G RMP entries.  The test's
+ * environment may set the mode: KVM_RMP_MODEL=off or snp.
+ */
+size_t gmem_private_map_size(size_t page_size);
+/* Whether VMs created now get SEV-SNP's RMP rules from the model. */
+bool gmem_rmp_model_snp(void);
+/*
+ * Set the RMP model's mode (off, snp; NULL: the one the test started with)
+ * for VMs created from now on; the test's main process restores it when it
+ * exits.  False if the kernel has no model.
+ */
+bool gmem_rmp_model_set(const char *mode);
 /* "4k/2m/1g: a -> b", for messages. */
 const char *mapping_levels_str(const struct mapping_levels *a,
 			       const struct mapping_levels *b,

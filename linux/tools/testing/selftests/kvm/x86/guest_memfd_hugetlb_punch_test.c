@@ -504,7 +504,14 @@ TEST_F_TIMEOUT(gmem_punch, mapping_level_drops_and_returns, 300)
 
 	if (!need_hugepages(1))
 		return;
+	/*
+	 * KVM's own levels and promotion, with the RMP model off: under
+	 * SEV-SNP's rules 1G maps at 2M, and a 2M region split by a punch
+	 * stays mapped at 4K (its RMP entries are never merged again).
+	 */
+	gmem_rmp_model_set("off");
 	gmem_guest_create(&g, guest_touch_code, &args);
+	gmem_rmp_model_set(NULL);
 	vcpu_args_set(g.vcpu, 4, g.gpa, hpage, stride, hole);
 	gmem_guest_run(g.vcpu, STAGE_READY);
 	mapping_levels_read(g.vm, &base);
@@ -1051,7 +1058,13 @@ TEST_F_TIMEOUT(gmem_punch, fault_vs_punch_race, 360)
 
 	if (!need_hugepages(1))
 		return;
+	/*
+	 * Whole mappings, with the RMP model off: under SEV-SNP's rules 1G
+	 * maps at 2M, and the punch's 2M region is never mapped whole again.
+	 */
+	gmem_rmp_model_set("off");
 	gmem_guest_create(&g, guest_spin_code, &args);
+	gmem_rmp_model_set(NULL);
 	vcpu_args_set(g.vcpu, 3, g.gpa, hpage, hole);
 	gmem_guest_run(g.vcpu, STAGE_READY);
 	gmem_allocate(g.fd, 0, hpage);

@@ -4,7 +4,9 @@
  * guest and KVM's mapping levels.  See gmem_hugetlb.h.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -121,6 +123,86 @@ void mapping_levels_read(struct kvm_vm *vm, struct mapping_levels *l)
 	l->pages_4k = vm_get_stat(vm, pages_4k);
 	l->pages_2m = vm_get_stat(vm, pages_2m);
 	l->pages_1g = vm_get_stat(vm, pages_1g);
+}
+
+#define RMP_MODEL_PARAM	"/sys/module/kvm/parameters/rmp_model"
+
+static char rmp_model_saved[16];
+static pid_t rmp_model_pid;
+
+static bool rmp_model_read(char *buf, size_t len)
+{
+	int fd = open(RMP_MODEL_PARAM, O_RDONLY);
+	ssize_t n;
+
+	if (fd < 0)
+		return false;
+	n = read(fd, buf, len - 1);
+	close(fd);
+	if (n <= 0)
+		return false;
+	buf[n] = '\0';
+	buf[strcspn(buf, "\n")] = '\0';
+	return true;
+}
+
+static int rmp_model_write(const char *mode)
+{
+	int fd = open(RMP_MODEL_PARAM, O_WRONLY), err = 0;
+
+	if (fd < 0)
+		return errno;
+	if (write(fd, mode, strlen(mode)) != (ssize_t)strlen(mode))
+		err = errno;
+	close(fd);
+	return err;
+}
+
+static void rmp_model_restore(void)
+{
+	if (getpid() == rmp_model_pid)
+		rmp_model_write(rmp_model_saved);
+}
+
+/*
+ * The mode the test started with is restored when its main process exits
+ * (the runner also sets it again before each test, for a test that was
+ * killed).  KVM_RMP_MODEL in the environment sets the mode for the whole
+ * test.
+ */
+static void __attribute__((constructor)) rmp_model_from_env(void)
+{
+	const char *mode = getenv("KVM_RMP_MODEL");
+
+	if (mode)
+		TEST_ASSERT(gmem_rmp_model_set(mode),
+			    "KVM_RMP_MODEL=%s: can't set %s", mode, RMP_MODEL_PARAM);
+}
+
+bool gmem_rmp_model_set(const char *mode)
+{
+	if (!rmp_model_pid) {
+		if (!mode ||
+		    !rmp_model_read(rmp_model_saved, sizeof(rmp_model_saved)))
+			return false;
+		rmp_model_pid = getpid();
+		atexit(rmp_model_restore);
+	}
+	return !rmp_model_write(mode ? mode : rmp_model_saved);
+}
+
+bool gmem_rmp_model_snp(void)
+{
+	char mode[16];
+
+	return rmp_model_read(mode, sizeof(mode)) && !strcmp(mode, "snp");
+}
+
+size_t gmem_private_map_size(size_t page_size)
+{
+	if (page_size > SZ_2M && gmem_rmp_model_snp())
+		return SZ_2M;
+	return page_size;
 }
 
 u64 mapping_levels_pages(const struct mapping_levels *l, size_t page_size)

@@ -1,0 +1,478 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * A software model of the SEV-SNP Reverse Map Table (RMP) for the
+ * guest_memfd memory of KVM_X86_SW_PROTECTED_VM guests, for testing only.
+ *
+ * SEV-SNP is the architecture that consumes guest_memfd's make_private and
+ * reclaim calls in production, and no test machine here has it.  With the
+ * model, a software-protected VM created while kvm.rmp_model=snp (the
+ * mode is the VM's for its life) gets SNP's treatment of its private
+ * memory: kvm_arch_gmem_make_private() and kvm_arch_gmem_reclaim() run the
+ * steps of sev_gmem_make_private() and sev_gmem_make_shared() against a
+ * model of the RMP, and the MMU maps private memory no larger than its RMP
+ * entry, as sev_gmem_max_mapping_level() has it:
+ *
+ * - each 4K page is shared (the host's) or assigned to a guest at a gfn; a
+ *   2M-aligned region is 512 4K entries or, when it was assigned whole by
+ *   one 2M update, one 2M entry, which a 4K update must PSMASH first;
+ * - a 2M update needs a 2M-aligned pfn and gpa and a wholly shared region,
+ *   a 4K update to private a shared page outside any 2M entry;
+ * - guest memory is mapped at the gfn its page was assigned at, at most at
+ *   the size of its RMP entry.
+ *
+ * Every breach of SNP's rules or of guest_memfd's contract (blocks made
+ * private twice or in part, reclaims of a block in part, a hugetlb folio
+ * freed with a page assigned, a poisoned page handed back, a private
+ * mapping of a page that is not assigned or at another gfn) is a WARN and
+ * a count.  Pages of a poisoned folio still assigned when the folio goes
+ * are leaked, as snp_leak_pages() leaks them.
+ *
+ * Reclaims carry no VM: the model takes those that cover pages it
+ * assigned, and leaves the others to the vendor code, so VMs of other
+ * types never reach it.  It is off on a host with SEV-SNP.  Counters are in
+ * /sys/kernel/debug/kvm-rmp-model/.  What it does not model of SNP (the
+ * direct map, failing RMP updates, launch) is in
+ * Documentation/virt/kvm/guest-memfd-hugetlb.rst.
+ */
+#define pr_fmt(fmt) "kvm: rmp-model: " fmt
+
+#include <linux/cc_platform.h>
+#include <linux/debugfs.h>
+#include <linux/hugetlb.h>
+#include <linux/hugetlb_gmem.h>
+#include <linux/kvm_host.h>
+#include <linux/moduleparam.h>
+#include <linux/mutex.h>
+#include <linux/vmalloc.h>
+
+#include "rmp_model.h"
+
+#define RMP_REGION_PAGES	PTRS_PER_PMD	/* the pages of one 2M entry */
+
+enum { RMP_MODEL_OFF, RMP_MODEL_SNP };
+
+static const char * const rmp_model_modes[] = {
+	[RMP_MODEL_OFF] = "off",
+	[RMP_MODEL_SNP] = "snp",
+};
+
+static int rmp_model_mode = RMP_MODEL_SNP;
+
+static int rmp_model_mode_set(const char *val, const struct kernel_param *kp)
+{
+	int mode = sysfs_match_string(rmp_model_modes, val);
+
+	if (mode < 0)
+		return mode;
+	WRITE_ONCE(rmp_model_mode, mode);
+	return 0;
+}
+
+static int rmp_model_mode_get(char *buf, const struct kernel_param *kp)
+{
+	return sysfs_emit(buf, "%s\n", rmp_model_modes[READ_ONCE(rmp_model_mode)]);
+}
+
+static const struct kernel_param_ops rmp_model_mode_ops = {
+	.set = rmp_model_mode_set,
+	.get = rmp_model_mode_get,
+};
+module_param_cb(rmp_model, &rmp_model_mode_ops, NULL, 0644);
+MODULE_PARM_DESC(rmp_model,
+		 "Software-protected VMs created from now on: off, or snp (SEV-SNP's RMP rules)");
+
+/* Serializes RMP updates; the MMU's level lookups read without it. */
+static DEFINE_MUTEX(rmp_model_lock);
+
+/*
+ * The RMP: a bit per pfn below rmp_model_max_pfn, set while the page is
+ * assigned, with the gfn it was assigned at, and a bit per 2M region, set
+ * while it is one 2M entry.  Allocated once at boot, so that the model
+ * never allocates where SNP does not.
+ */
+static unsigned long *rmp_model_assigned;
+static unsigned long *rmp_model_huge;
+static gfn_t *rmp_model_gfn;
+static unsigned long rmp_model_max_pfn;
+static bool rmp_model_ready;
+
+static unsigned long rmp_model_assigned_4k;	/* assigned pages */
+static unsigned long rmp_model_entries_2m;	/* 2M entries */
+static unsigned long rmp_model_psmashes;
+static unsigned long rmp_model_leaked;		/* of poisoned folios */
+static atomic_long_t rmp_model_violations;
+
+#define rmp_model_violation(fmt, ...)					\
+({									\
+	atomic_long_inc(&rmp_model_violations);				\
+	WARN_RATELIMIT(1, "rmp-model: violation: " fmt, ##__VA_ARGS__);	\
+	-EINVAL;							\
+})
+
+static bool rmp_model_is_assigned(kvm_pfn_t pfn)
+{
+	return pfn < rmp_model_max_pfn && test_bit(pfn, rmp_model_assigned);
+}
+
+/* Whether the 2M region of @pfn is one 2M entry. */
+static bool rmp_model_is_huge(kvm_pfn_t pfn)
+{
+	return pfn < rmp_model_max_pfn &&
+	       test_bit(pfn / RMP_REGION_PAGES, rmp_model_huge);
+}
+
+/* Like is_pfn_range_shared(). */
+static bool rmp_model_range_shared(kvm_pfn_t pfn, kvm_pfn_t end)
+{
+	lockdep_assert_held(&rmp_model_lock);
+	end = min_t(kvm_pfn_t, end, rmp_model_max_pfn);
+	return pfn >= end || find_next_bit(rmp_model_assigned, end, pfn) >= end;
+}
+
+/* Pages assigned in [@pfn, @end). */
+static unsigned long rmp_model_count_assigned(kvm_pfn_t pfn, kvm_pfn_t end)
+{
+	unsigned long n = 0;
+
+	lockdep_assert_held(&rmp_model_lock);
+	end = min_t(kvm_pfn_t, end, rmp_model_max_pfn);
+	for (pfn = find_next_bit(rmp_model_assigned, end, pfn); pfn < end;
+	     pfn = find_next_bit(rmp_model_assigned, end, pfn + 1))
+		n++;
+	return n;
+}
+
+/*
+ * RMPUPDATE to guest-owned at @gfn, like rmp_make_private(): a 2M update
+ * needs a 2M-aligned pfn and gfn and a wholly shared region; a 4K update
+ * a shared page outside any 2M entry.
+ */
+static int rmp_model_make_private(kvm_pfn_t pfn, gfn_t gfn, int level)
+{
+	unsigned long n = KVM_PAGES_PER_HPAGE(level), i;
+
+	lockdep_assert_held(&rmp_model_lock);
+	if (level == PG_LEVEL_2M &&
+	    (!IS_ALIGNED(pfn | gfn, RMP_REGION_PAGES) ||
+	     !rmp_model_range_shared(pfn, pfn + n)))
+		return rmp_model_violation("2M pfn %#llx gfn %#llx: unaligned or assigned\n",
+					   pfn, gfn);
+	if (level == PG_LEVEL_4K &&
+	    (rmp_model_is_huge(pfn) || rmp_model_is_assigned(pfn)))
+		return rmp_model_violation("4K update of assigned pfn %#llx%s\n", pfn,
+					   rmp_model_is_huge(pfn) ? " inside a 2M entry" : "");
+
+	bitmap_set(rmp_model_assigned, pfn, n);
+	for (i = 0; i < n; i++)
+		WRITE_ONCE(rmp_model_gfn[pfn + i], gfn + i);
+	if (level == PG_LEVEL_2M) {
+		__set_bit(pfn / RMP_REGION_PAGES, rmp_model_huge);
+		rmp_model_entries_2m++;
+	}
+	rmp_model_assigned_4k += n;
+	return 0;
+}
+
+/* RMPUPDATE to shared, like rmp_make_shared(). */
+static void rmp_model_make_shared(kvm_pfn_t pfn, int level)
+{
+	unsigned long n = KVM_PAGES_PER_HPAGE(level);
+	bool huge = rmp_model_is_huge(pfn);
+
+	lockdep_assert_held(&rmp_model_lock);
+	if (!rmp_model_is_assigned(pfn)) {
+		rmp_model_violation("shared update of pfn %#llx, which is not assigned\n",
+				    pfn);
+		return;
+	}
+	if (level == PG_LEVEL_2M && (!IS_ALIGNED(pfn, RMP_REGION_PAGES) || !huge)) {
+		rmp_model_violation("2M update of pfn %#llx over 4K entries\n", pfn);
+		return;
+	}
+	if (level == PG_LEVEL_4K && huge) {
+		rmp_model_violation("4K update of pfn %#llx inside a 2M entry\n", pfn);
+		return;
+	}
+	bitmap_clear(rmp_model_assigned, pfn, n);
+	if (huge) {
+		__clear_bit(pfn / RMP_REGION_PAGES, rmp_model_huge);
+		rmp_model_entries_2m--;
+	}
+	rmp_model_assigned_4k -= n;
+}
+
+/* PSMASH, like snp_rmptable_psmash(): a 2M entry becomes 512 4K entries. */
+static void rmp_model_psmash(kvm_pfn_t pfn)
+{
+	lockdep_assert_held(&rmp_model_lock);
+	if (!rmp_model_is_huge(pfn)) {
+		rmp_model_violation("PSMASH of pfn %#llx, not in a 2M entry\n", pfn);
+		return;
+	}
+	__clear_bit(pfn / RMP_REGION_PAGES, rmp_model_huge);
+	rmp_model_entries_2m--;
+	rmp_model_psmashes++;
+}
+
+/*
+ * Whether a memory error hit the naturally aligned 2^@order pages at @pfn
+ * of @folio.
+ */
+static bool rmp_model_poisoned_order(struct folio *folio, kvm_pfn_t pfn,
+				     unsigned int order)
+{
+	if (folio_test_hugetlb(folio))
+		return hugetlb_gmem_hwpoison_order(folio, pfn - folio_pfn(folio),
+						   order) < (int)order;
+	return PageHWPoison(pfn_to_page(pfn));
+}
+
+static bool rmp_model_poisoned(struct folio *folio, kvm_pfn_t pfn)
+{
+	return rmp_model_poisoned_order(folio, pfn, 0);
+}
+
+/**
+ * kvm_rmp_model_init_vm - give a new VM the model's mode of the moment
+ * @kvm: the VM, its type set
+ */
+void kvm_rmp_model_init_vm(struct kvm *kvm)
+{
+	kvm->arch.rmp_model = READ_ONCE(rmp_model_ready) &&
+			      READ_ONCE(rmp_model_mode) == RMP_MODEL_SNP &&
+			      kvm->arch.vm_type == KVM_X86_SW_PROTECTED_VM;
+}
+
+/**
+ * kvm_rmp_model_make_private - sev_gmem_make_private() on the model
+ * @kvm: a VM of the model
+ * @gfn: the gfn of @pfn
+ * @pfn: first pfn of a naturally aligned block
+ * @nr_pages: the block's size, a power of two
+ *
+ * Assigns every page of the block: one 2M entry per 2M region of a block
+ * of 512 pages or more, 4K entries below, all or nothing (the steps of
+ * sev_gmem_make_private() once it takes blocks; 7.3's takes one page).  A
+ * page of a 4 KiB file that is assigned already is left alone, as SNP
+ * does; a block of a hugetlb file must be wholly shared (guest_memfd makes
+ * each page private once between reclaims).
+ *
+ * Return: 0, or -EINVAL on a violation.
+ */
+int kvm_rmp_model_make_private(struct kvm *kvm, gfn_t gfn, kvm_pfn_t pfn,
+			       kvm_pfn_t nr_pages)
+{
+	int level = nr_pages >= RMP_REGION_PAGES ? PG_LEVEL_2M : PG_LEVEL_4K;
+	unsigned long step = KVM_PAGES_PER_HPAGE(level);
+	kvm_pfn_t end = pfn + nr_pages, p;
+	int rc = 0;
+
+	/* Memory added after boot is not in the model. */
+	if (end > rmp_model_max_pfn)
+		return 0;
+
+	mutex_lock(&rmp_model_lock);
+	if (!is_power_of_2(nr_pages) || !IS_ALIGNED(pfn | gfn, nr_pages)) {
+		rc = rmp_model_violation("make_private gfn %#llx pfn %#llx nr %llu: misaligned\n",
+					 gfn, pfn, nr_pages);
+		goto out;
+	}
+	/*
+	 * Like SNP, leave a page of a 4 KiB file that is assigned already
+	 * alone (even at another gfn, after its memslot moved).
+	 */
+	if (!folio_test_hugetlb(pfn_folio(pfn)) && nr_pages == 1 &&
+	    rmp_model_is_assigned(pfn))
+		goto out;
+	if (!rmp_model_range_shared(pfn, end)) {
+		rc = rmp_model_violation("make_private gfn %#llx pfn %#llx nr %llu: assigned\n",
+					 gfn, pfn, nr_pages);
+		goto out;
+	}
+
+	for (p = pfn; p < end; p += step) {
+		rc = rmp_model_make_private(p, gfn + (p - pfn), level);
+		if (rc)
+			goto err;
+	}
+	goto out;
+
+err:
+	/* All or nothing: make what this call assigned shared again. */
+	while (p > pfn) {
+		p -= step;
+		rmp_model_make_shared(p, level);
+	}
+out:
+	mutex_unlock(&rmp_model_lock);
+	return rc;
+}
+
+/*
+ * The final call of a hugetlb folio, which has left its file: nothing may
+ * be assigned any more but its poisoned pages, which guest_memfd never
+ * reclaims and which stay assigned for good, as on SNP (the model counts
+ * them as leaked rather than assigned).  Returns the pages it found.
+ */
+static unsigned long rmp_model_sweep_folio(struct folio *folio)
+{
+	kvm_pfn_t pfn = folio_pfn(folio), end = pfn + folio_nr_pages(folio), p;
+	unsigned long n = 0;
+
+	lockdep_assert_held(&rmp_model_lock);
+	end = min_t(kvm_pfn_t, end, rmp_model_max_pfn);
+	for (p = find_next_bit(rmp_model_assigned, end, pfn); p < end;
+	     p = find_next_bit(rmp_model_assigned, end, p + 1)) {
+		if (rmp_model_poisoned(folio, p))
+			rmp_model_leaked++;
+		else
+			rmp_model_violation("folio at pfn %#llx freed with pfn %#llx assigned\n",
+					    pfn, p);
+		if (rmp_model_is_huge(p))
+			rmp_model_psmash(p);
+		rmp_model_make_shared(p, PG_LEVEL_4K);
+		n++;
+	}
+	return n;
+}
+
+/**
+ * kvm_rmp_model_reclaim - sev_gmem_make_shared() on the model
+ * @pfn: first pfn of the block
+ * @nr_pages: the block's size
+ *
+ * Makes every assigned page of the block shared, with a 2M update where
+ * the block covers a 2M entry whole, after a PSMASH where it covers one in
+ * part.  Of a hugetlb folio a block is reclaimed whole or not at all, never
+ * over a poisoned page (SNP flushes the cache lines of what it makes
+ * shared), and the final call, made once the folio left its file (no
+ * mapping), finds nothing assigned but poisoned pages.
+ *
+ * Return: false if no page the call covers is assigned in the model: the
+ * reclaim is not the model's.
+ */
+bool kvm_rmp_model_reclaim(kvm_pfn_t pfn, kvm_pfn_t nr_pages)
+{
+	kvm_pfn_t end = pfn + nr_pages;
+	struct folio *folio;
+	bool hugetlb;
+	unsigned long n;
+
+	if (!READ_ONCE(rmp_model_ready) || pfn >= rmp_model_max_pfn)
+		return false;
+
+	folio = pfn_folio(pfn);
+	hugetlb = folio_test_hugetlb(folio);
+	mutex_lock(&rmp_model_lock);
+	if (hugetlb && !folio->mapping) {
+		n = rmp_model_sweep_folio(folio);
+		goto out;
+	}
+	n = rmp_model_count_assigned(pfn, end);
+	if (!n)
+		goto out;
+	if (hugetlb && n < nr_pages)
+		rmp_model_violation("reclaim of block pfn %#llx nr_pages %llu with %lu assigned\n",
+				    pfn, nr_pages, n);
+
+	while (pfn < end) {
+		bool use_2m_update;
+
+		if (!rmp_model_is_assigned(pfn)) {
+			pfn++;
+			continue;
+		}
+		use_2m_update = IS_ALIGNED(pfn, RMP_REGION_PAGES) &&
+				end >= pfn + RMP_REGION_PAGES &&
+				rmp_model_is_huge(pfn);
+		/* SNP flushes the cache lines of what it makes shared. */
+		if (hugetlb &&
+		    rmp_model_poisoned_order(folio, pfn, use_2m_update ? PMD_ORDER : 0))
+			rmp_model_violation("reclaim of poisoned memory at pfn %#llx\n", pfn);
+		if (!use_2m_update && rmp_model_is_huge(pfn))
+			rmp_model_psmash(pfn);
+		rmp_model_make_shared(pfn, use_2m_update ? PG_LEVEL_2M : PG_LEVEL_4K);
+		pfn += use_2m_update ? RMP_REGION_PAGES : 1;
+		cond_resched();
+	}
+out:
+	mutex_unlock(&rmp_model_lock);
+	return n;
+}
+
+/**
+ * kvm_rmp_model_max_mapping_level - sev_gmem_max_mapping_level() on the model
+ * @kvm: a VM of the model
+ * @pfn: the pfn KVM is about to map
+ * @gfn: where
+ * @is_private: whether the gfn is private
+ *
+ * Called under mmu_lock, after guest_memfd made @pfn private; reads the
+ * model without its lock (a reclaim of @pfn would have made the fault
+ * stale first).
+ *
+ * Return: the level of @pfn's RMP entry for private memory, else 0 (no
+ * limit).
+ */
+int kvm_rmp_model_max_mapping_level(struct kvm *kvm, kvm_pfn_t pfn,
+				    gfn_t gfn, bool is_private)
+{
+	gfn_t assigned_gfn;
+
+	if (!is_private || pfn >= rmp_model_max_pfn)
+		return 0;
+	if (!rmp_model_is_assigned(pfn)) {
+		rmp_model_violation("private map of gfn %#llx pfn %#llx: not assigned\n",
+				    gfn, pfn);
+		return PG_LEVEL_4K;
+	}
+	assigned_gfn = READ_ONCE(rmp_model_gfn[pfn]);
+	if (assigned_gfn != gfn)
+		rmp_model_violation("private map of gfn %#llx pfn %#llx: at gfn %#llx\n",
+				    gfn, pfn, assigned_gfn);
+	return rmp_model_is_huge(pfn) ? PG_LEVEL_2M : PG_LEVEL_4K;
+}
+
+static int rmp_model_violations_get(void *data, u64 *val)
+{
+	*val = atomic_long_read(&rmp_model_violations);
+	return 0;
+}
+DEFINE_DEBUGFS_ATTRIBUTE(rmp_model_violations_fops, rmp_model_violations_get,
+			 NULL, "%llu\n");
+
+static int __init kvm_rmp_model_init(void)
+{
+	struct dentry *dir;
+
+	/* On an SNP host, guest_memfd's calls belong to SNP. */
+	if (cc_platform_has(CC_ATTR_HOST_SEV_SNP))
+		return 0;
+
+	rmp_model_max_pfn = ALIGN(max_pfn, RMP_REGION_PAGES);
+	rmp_model_assigned = vzalloc(BITS_TO_LONGS(rmp_model_max_pfn) *
+				     sizeof(long));
+	rmp_model_huge = vzalloc(BITS_TO_LONGS(rmp_model_max_pfn /
+					       RMP_REGION_PAGES) * sizeof(long));
+	rmp_model_gfn = vcalloc(rmp_model_max_pfn, sizeof(*rmp_model_gfn));
+	if (!rmp_model_assigned || !rmp_model_huge || !rmp_model_gfn) {
+		vfree(rmp_model_assigned);
+		vfree(rmp_model_huge);
+		vfree(rmp_model_gfn);
+		pr_err("no memory for the model of %lu pages\n", rmp_model_max_pfn);
+		return -ENOMEM;
+	}
+
+	dir = debugfs_create_dir("kvm-rmp-model", NULL);
+	debugfs_create_ulong("assigned_4k", 0444, dir, &rmp_model_assigned_4k);
+	debugfs_create_ulong("entries_2m", 0444, dir, &rmp_model_entries_2m);
+	debugfs_create_ulong("psmash", 0444, dir, &rmp_model_psmashes);
+	debugfs_create_ulong("leaked", 0444, dir, &rmp_model_leaked);
+	debugfs_create_file("violations", 0444, dir, NULL,
+			    &rmp_model_violations_fops);
+	WRITE_ONCE(rmp_model_ready, true);
+	pr_info("ready, mode %s for new software-protected VMs\n",
+		rmp_model_modes[READ_ONCE(rmp_model_mode)]);
+	return 0;
+}
+late_initcall(kvm_rmp_model_init);
