@@ -84,9 +84,11 @@ run_one() {
 		return
 	fi
 	saved_nr=
-	# Each test starts with the RMP model's boot mode, whatever the test
-	# before it set (a test killed by its timeout restores nothing).
+	# Each test starts with the RMP model's boot mode and no failure armed,
+	# whatever the test before it set (a test killed by its timeout
+	# restores nothing).
 	[ -n "$rmp_mode0" ] && echo "$rmp_mode0" > /sys/module/kvm/parameters/rmp_model
+	[ -w "$rmp/fail_make_shared" ] && echo 0 > "$rmp/fail_make_shared"
 	before=$(pool_snapshot)
 	rmp_before=$(rmp_snapshot)
 	leaked_before=$(cat $rmp/leaked 2>/dev/null)

@@ -285,7 +285,9 @@ EXPORT_SYMBOL_FOR_KVM(hugetlb_gmem_alloc_folio);
  * it is kept here, with a reference of its own and uncharged from its
  * cgroup, whether or not memory_failure() got to it (an error that came
  * while the folio was allocated left no reference of memory_failure()), and
- * unpoison_memory() refuses it.
+ * unpoison_memory() refuses it.  So is one whose final reclaim, called from
+ * the page cache's ->free_folio(), recorded a page it could not take back
+ * (hugetlb_gmem_poison_page()).  The caller holds a reference.
  */
 void hugetlb_gmem_remove_folio(struct folio *folio)
 {
@@ -293,6 +295,9 @@ void hugetlb_gmem_remove_folio(struct folio *folio)
 	struct hstate *h = folio_hstate(folio);
 	bool keep;
 
+	folio_clear_dirty(folio);
+	folio_clear_uptodate(folio);
+	filemap_remove_folio(folio);
 	/*
 	 * memory_failure() marks the folio under hugetlb_lock: an error
 	 * recorded after this point finds a folio that is no longer
@@ -311,9 +316,6 @@ void hugetlb_gmem_remove_folio(struct folio *folio)
 	if (keep)
 		pr_info("guest_memfd: poisoned hugepage at pfn %#lx kept out of the pool\n",
 			folio_pfn(folio));
-	folio_clear_dirty(folio);
-	folio_clear_uptodate(folio);
-	filemap_remove_folio(folio);
 	spin_lock(&inode->i_lock);
 	inode->i_blocks -= blocks_per_huge_page(h);
 	spin_unlock(&inode->i_lock);

@@ -40,6 +40,7 @@ void hugetlb_gmem_remove_folio(struct folio *folio);
 #ifdef CONFIG_MEMORY_FAILURE
 int hugetlb_gmem_hwpoison_order(struct folio *folio, unsigned long idx,
 				int order);
+void hugetlb_gmem_poison_page(struct folio *folio, unsigned long idx);
 #else
 static inline int hugetlb_gmem_hwpoison_order(struct folio *folio,
 					      unsigned long idx, int order)

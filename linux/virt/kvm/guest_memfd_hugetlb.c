@@ -422,13 +422,44 @@ static void kvm_gmem_free_subpages(struct kvm_gmem_hugetlb *hg,
 	kfree(sp);
 }
 
+#ifdef CONFIG_HAVE_KVM_ARCH_GMEM_RECLAIM
+/*
+ * The architecture could not take back the block of 2^@order subpages at
+ * @i of @folio (SEV-SNP: an RMPUPDATE to shared failed).  Retry it by 2M
+ * blocks, then by 4K subpages (SNP's RMP entries); record each subpage
+ * still not taken back as poisoned: the host never zeroes, maps, reclaims
+ * or frees it again, and the folio is kept when it leaves its file
+ * (hugetlb_gmem_remove_folio()).
+ */
+static void kvm_gmem_hugetlb_reclaim_failed(struct folio *folio,
+					    unsigned long i,
+					    unsigned int order)
+{
+	unsigned int sub = order > PMD_ORDER ? PMD_ORDER : 0;
+	unsigned long end = i + (1UL << order);
+
+	if (!order) {
+		pr_err_ratelimited("kvm: guest_memfd: pfn %#lx not reclaimed, kept as poisoned\n",
+				   folio_pfn(folio) + i);
+		hugetlb_gmem_poison_page(folio, i);
+		return;
+	}
+	for (; i < end; i += 1UL << sub) {
+		if (kvm_arch_gmem_reclaim(folio_pfn(folio) + i, 1UL << sub))
+			kvm_gmem_hugetlb_reclaim_failed(folio, i, sub);
+		cond_resched();
+	}
+}
+#endif
+
 /*
  * The naturally aligned block [@index, @index + 2^@order) of @folio is the
  * host's again: punched out of a folio that stays, or part of one that
  * leaves the file, or the whole folio as it leaves.  A poisoned subpage is
  * never handed back (the architecture may touch what it reclaims: SEV-SNP
  * flushes its cache lines); the block is passed as the fewest blocks
- * around it, and the folio is kept when it leaves.
+ * around it, and the folio is kept when it leaves.  So is a subpage the
+ * architecture fails to take back: it is poisoned from then on.
  */
 static void kvm_gmem_hugetlb_reclaim(struct folio *folio, pgoff_t index,
 				     unsigned int order,
@@ -448,7 +479,8 @@ static void kvm_gmem_hugetlb_reclaim(struct folio *folio, pgoff_t index,
 		}
 		trace_kvm_gmem_invalidate(folio->index + i, pfn, clean, why);
 #ifdef CONFIG_HAVE_KVM_ARCH_GMEM_RECLAIM
-		kvm_arch_gmem_reclaim(pfn, 1UL << clean);
+		if (kvm_arch_gmem_reclaim(pfn, 1UL << clean))
+			kvm_gmem_hugetlb_reclaim_failed(folio, i, clean);
 #endif
 		i += 1UL << clean;
 	}

@@ -27,11 +27,17 @@
  * a count.  Pages of a poisoned folio still assigned when the folio goes
  * are leaked, as snp_leak_pages() leaks them.
  *
+ * An RMPUPDATE to shared can fail on SNP and leave its pages assigned:
+ * writing N to fail_make_shared fails the next N such updates of the
+ * model (after the PSMASH they need), and the reclaim returns -EIO, as
+ * sev_gmem_make_shared() does.  guest_memfd must then never hand those
+ * pages back: the final call of their folio finds them assigned.
+ *
  * Reclaims carry no VM: the model takes those that cover pages it
  * assigned, and leaves the others to the vendor code, so VMs of other
  * types never reach it.  It is off on a host with SEV-SNP.  Counters are in
  * /sys/kernel/debug/kvm-rmp-model/.  What it does not model of SNP (the
- * direct map, failing RMP updates, launch) is in
+ * direct map, failing RMP updates to private, launch) is in
  * Documentation/virt/kvm/guest-memfd-hugetlb.rst.
  */
 #define pr_fmt(fmt) "kvm: rmp-model: " fmt
@@ -100,6 +106,8 @@ static unsigned long rmp_model_assigned_4k;	/* assigned pages */
 static unsigned long rmp_model_entries_2m;	/* 2M entries */
 static unsigned long rmp_model_psmashes;
 static unsigned long rmp_model_leaked;		/* of poisoned folios */
+static u32 rmp_model_fail_make_shared;		/* updates left to fail */
+static unsigned long rmp_model_failed_make_shared;
 static atomic_long_t rmp_model_violations;
 
 #define rmp_model_violation(fmt, ...)					\
@@ -348,16 +356,20 @@ static unsigned long rmp_model_sweep_folio(struct folio *folio)
  * shared), and the final call, made once the folio left its file (no
  * mapping), finds nothing assigned but poisoned pages.
  *
+ * @err: gets 0, or -EIO if an update failed (fail_make_shared): its pages
+ *	stay assigned
+ *
  * Return: false if no page the call covers is assigned in the model: the
  * reclaim is not the model's.
  */
-bool kvm_rmp_model_reclaim(kvm_pfn_t pfn, kvm_pfn_t nr_pages)
+bool kvm_rmp_model_reclaim(kvm_pfn_t pfn, kvm_pfn_t nr_pages, int *err)
 {
 	kvm_pfn_t end = pfn + nr_pages;
 	struct folio *folio;
 	bool hugetlb;
 	unsigned long n;
 
+	*err = 0;
 	if (!READ_ONCE(rmp_model_ready) || pfn >= rmp_model_max_pfn)
 		return false;
 
@@ -391,7 +403,15 @@ bool kvm_rmp_model_reclaim(kvm_pfn_t pfn, kvm_pfn_t nr_pages)
 			rmp_model_violation("reclaim of poisoned memory at pfn %#llx\n", pfn);
 		if (!use_2m_update && rmp_model_is_huge(pfn))
 			rmp_model_psmash(pfn);
-		rmp_model_make_shared(pfn, use_2m_update ? PG_LEVEL_2M : PG_LEVEL_4K);
+		if (rmp_model_fail_make_shared) {
+			/* A failed RMPUPDATE: the pages stay assigned. */
+			rmp_model_fail_make_shared--;
+			rmp_model_failed_make_shared++;
+			*err = -EIO;
+		} else {
+			rmp_model_make_shared(pfn, use_2m_update ? PG_LEVEL_2M :
+							       PG_LEVEL_4K);
+		}
 		pfn += use_2m_update ? RMP_REGION_PAGES : 1;
 		cond_resched();
 	}
@@ -468,6 +488,10 @@ static int __init kvm_rmp_model_init(void)
 	debugfs_create_ulong("entries_2m", 0444, dir, &rmp_model_entries_2m);
 	debugfs_create_ulong("psmash", 0444, dir, &rmp_model_psmashes);
 	debugfs_create_ulong("leaked", 0444, dir, &rmp_model_leaked);
+	debugfs_create_u32("fail_make_shared", 0644, dir,
+			   &rmp_model_fail_make_shared);
+	debugfs_create_ulong("failed_make_shared", 0444, dir,
+			     &rmp_model_failed_make_shared);
 	debugfs_create_file("violations", 0444, dir, NULL,
 			    &rmp_model_violations_fops);
 	WRITE_ONCE(rmp_model_ready, true);

@@ -12,7 +12,7 @@
 void kvm_rmp_model_init_vm(struct kvm *kvm);
 int kvm_rmp_model_make_private(struct kvm *kvm, gfn_t gfn, kvm_pfn_t pfn,
 			       kvm_pfn_t nr_pages);
-bool kvm_rmp_model_reclaim(kvm_pfn_t pfn, kvm_pfn_t nr_pages);
+bool kvm_rmp_model_reclaim(kvm_pfn_t pfn, kvm_pfn_t nr_pages, int *err);
 int kvm_rmp_model_max_mapping_level(struct kvm *kvm, kvm_pfn_t pfn,
 				    gfn_t gfn, bool is_private);
 
@@ -36,7 +36,8 @@ static inline int kvm_rmp_model_make_private(struct kvm *kvm, gfn_t gfn,
 	return 0;
 }
 
-static inline bool kvm_rmp_model_reclaim(kvm_pfn_t pfn, kvm_pfn_t nr_pages)
+static inline bool kvm_rmp_model_reclaim(kvm_pfn_t pfn, kvm_pfn_t nr_pages,
+					 int *err)
 {
 	return false;
 }

@@ -329,15 +329,26 @@ bool gmem_rmp_model_snp(void);
  * exits.  False if the kernel has no model.
  */
 bool gmem_rmp_model_set(const char *mode);
+/*
+ * Read a counter or knob of the RMP model (/sys/kernel/debug/kvm-rmp-model/
+ * @name); false if the kernel has no model.
+ */
+bool gmem_rmp_model_get(const char *name, u64 *val);
+/* Write a knob of the RMP model (fail_make_shared). */
+void gmem_rmp_model_put(const char *name, u64 val);
 /* "4k/2m/1g: a -> b", for messages. */
 const char *mapping_levels_str(const struct mapping_levels *a,
 			       const struct mapping_levels *b,
 			       char *buf, size_t len);
 
 /*
- * The vCPU's page faults that KVM retried: taken, but neither fixed,
- * emulated nor spurious (an invalidation overlapped them).
+ * The vCPU's page faults taken but neither fixed, emulated nor spurious,
+ * read at one moment: those KVM retried (an invalidation overlapped
+ * them), those that exited to userspace (KVM_EXIT_MEMORY_FAULT, an error)
+ * and one more while a fault is in flight.  So between two reads of a
+ * vCPU running in another thread, a difference of n proves at least
+ * n - 1 retries or exits.
  */
-u64 vcpu_faults_retried(struct kvm_vcpu *vcpu);
+s64 vcpu_faults_unfixed(struct kvm_vcpu *vcpu);
 
 #endif /* SELFTEST_KVM_GMEM_HUGETLB_H */

@@ -15,6 +15,12 @@
  * free hugepage never gets it, and the cgroup that was charged for the
  * file is charged for nothing any more.  Each case prints the pool's loss
  * as "pool-loss: KB N" for the runner's pool check, and the test runs last.
+ *
+ * A page the architecture fails to take back from the guest (SEV-SNP: a
+ * failed RMPUPDATE to shared) is treated the same way: the cases
+ * reclaim_fails_* make the RMP model (kvm.rmp_model=snp) fail its updates
+ * (fail_make_shared) and expect the pages they leave assigned to be
+ * poisoned, never zeroed, mapped or freed again.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -272,12 +278,19 @@ static bool hwpoison_require(struct __test_metadata *_metadata,
 	return gmem_need_hugepages(_metadata, page_size, base, nr);
 }
 
+/* RMP model cases: pages left assigned, to be leaked by close. */
+struct rmp_lost {
+	bool on;
+	u64 lost, leaked0, corrupted0;
+};
+
 FIXTURE(gmem_hwpoison) {
 	struct hugetlb_pool base;
 	struct hugetlb_cgroup cg;
 	u64 rsvd0, usage0;
 	struct gmem_guest g;
 	u64 pfn;
+	struct rmp_lost rmp;
 };
 
 FIXTURE_VARIANT(gmem_hwpoison) {
@@ -315,11 +328,42 @@ FIXTURE_SETUP(gmem_hwpoison)
 	self->pfn = fill_for_pfn(&self->g);
 }
 
+/* HardwareCorrupted of /proc/meminfo, in kB. */
+static u64 hardware_corrupted_kb(void)
+{
+	char line[128];
+	u64 kb = 0;
+	FILE *f;
+
+	f = fopen("/proc/meminfo", "r");
+	TEST_ASSERT(f, "open /proc/meminfo: %s", strerror(errno));
+	while (fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "HardwareCorrupted: %lu kB", &kb) == 1)
+			break;
+	}
+	fclose(f);
+	return kb;
+}
+
 FIXTURE_TEARDOWN(gmem_hwpoison)
 {
+	u64 leaked = 0;
+
 	if (!self->g.vm)
 		return;
 	gmem_guest_destroy(&self->g);
+	if (self->rmp.on) {
+		struct rmp_lost *r = &self->rmp;
+
+		/* The model's final calls found exactly the lost pages assigned. */
+		TEST_ASSERT(gmem_rmp_model_get("leaked", &leaked), "no RMP model");
+		TEST_ASSERT(leaked - r->leaked0 == r->lost,
+			    "RMP model leaked %lu pages at close (%lu, was %lu), expected %lu",
+			    leaked - r->leaked0, leaked, r->leaked0, r->lost);
+		TEST_ASSERT(hardware_corrupted_kb() - r->corrupted0 == r->lost * 4,
+			    "HardwareCorrupted grew by %lu kB, expected %lu",
+			    hardware_corrupted_kb() - r->corrupted0, r->lost * 4);
+	}
 	check_pool_after_close(variant->page_size, &self->base);
 	/* Nor is anything charged for them. */
 	TEST_ASSERT(hugetlb_cgroup_rsvd(&self->cg) == self->rsvd0 &&
@@ -373,6 +417,79 @@ TEST_F_TIMEOUT(gmem_hwpoison, second_error_in_folio, 300)
 	expect_poison_exit(&self->g, a);
 	expect_poison_exit(&self->g, b);
 	guest_do(&self->g, CHECK, 0);
+}
+
+/*
+ * For the reclaim_fails_* cases: the VM must get SEV-SNP's rules from the
+ * RMP model, whose next @fail RMP updates to shared are made to fail.
+ */
+static bool rmp_fail_setup(struct __test_metadata *_metadata,
+			   struct rmp_lost *r, u64 fail)
+{
+	u64 left;
+
+	if (!gmem_rmp_model_snp() || !gmem_rmp_model_get("leaked", &r->leaked0))
+		SKIP(return false, "the VM has no RMP model (kvm.rmp_model=snp)");
+	r->on = true;
+	r->corrupted0 = hardware_corrupted_kb();
+	gmem_rmp_model_put("fail_make_shared", fail);
+	TEST_ASSERT(gmem_rmp_model_get("fail_make_shared", &left) && left == fail,
+		    "fail_make_shared %lu, wrote %lu", left, fail);
+	return true;
+}
+
+/* A page left assigned at @off of the folio at @pfn: poisoned for good. */
+static void rmp_lost(struct rmp_lost *r, struct gmem_guest *g, u64 pfn,
+		     u64 off)
+{
+	r->lost++;
+	keep_pfn(pfn);
+	poisoned[nr_poisoned++] = off;
+	sync_global_to_guest(g->vm, poisoned);
+	sync_global_to_guest(g->vm, nr_poisoned);
+}
+
+/*
+ * A 4K punch whose RMP update to shared fails: the punch succeeds, the
+ * page stays the guest's and is poisoned (never zeroed or mapped again,
+ * its folio kept at close); every other subpage keeps its data.
+ */
+TEST_F_TIMEOUT(gmem_hwpoison, reclaim_fails_on_punch, 300)
+{
+	const u64 off = variant->page_size / 2 + 3 * SZ_4K;
+	u64 left;
+
+	if (!rmp_fail_setup(_metadata, &self->rmp, 1))
+		return;
+	gmem_punch(self->g.fd, off, SZ_4K);
+	ASSERT_TRUE(gmem_rmp_model_get("fail_make_shared", &left));
+	ASSERT_EQ(0, left) TH_LOG("the punch made no RMP update to shared");
+	rmp_lost(&self->rmp, &self->g, self->pfn, off);
+	ASSERT_EQ(4, hardware_corrupted_kb() - self->rmp.corrupted0);
+	guest_do(&self->g, CHECK, 0);
+	expect_poison_exit(&self->g, off);
+	/* A refill of the range does not bring the page back either. */
+	gmem_allocate(self->g.fd, off, SZ_4K);
+	expect_poison_exit(&self->g, off);
+	guest_do(&self->g, CHECK, 0);
+}
+
+/*
+ * At close the release of the private folio fails: each of its 2M RMP
+ * updates fails once, and guest_memfd retries the folio by smaller
+ * blocks: 2M blocks (of a 1G folio), whose first fails again, then 4K
+ * pages, whose first fails too.  That one page is kept poisoned, with its
+ * folio; the others are given back.
+ */
+TEST_F_TIMEOUT(gmem_hwpoison, reclaim_fails_on_close, 300)
+{
+	const u64 regions = variant->page_size / SZ_2M;
+
+	if (!rmp_fail_setup(_metadata, &self->rmp, regions + (regions > 1 ? 2 : 1)))
+		return;
+	guest_do(&self->g, CHECK, 0);
+	self->rmp.lost = 1;
+	keep_pfn(self->pfn);
 }
 
 #define FAIL_NTH_PATH	"/proc/thread-self/fail-nth"
@@ -623,7 +740,8 @@ TEST_F_TIMEOUT(gmem_hwpoison_zap, zap_while_punch_holds_lock, 600)
 	ASSERT_LE(0, fd) TH_LOG("open %s: %s", CORRUPT_PFN, strerror(errno));
 	for (round = 0; round < 64 && hits < 2; round++) {
 		struct punch_race r = { self->g.fd, ps + SZ_4K, 2 * ps - 2 * SZ_4K };
-		u64 off = (3 + 7 * round) * SZ_4K, r0;
+		u64 off = (3 + 7 * round) * SZ_4K;
+		s64 r0;
 		bool hit;
 		pthread_t t;
 		int err;
@@ -642,13 +760,15 @@ TEST_F_TIMEOUT(gmem_hwpoison_zap, zap_while_punch_holds_lock, 600)
 		sync_global_to_guest(self->g.vm, poisoned);
 		sync_global_to_guest(self->g.vm, nr_poisoned);
 		hit = !READ_ONCE(r.done);
-		r0 = vcpu_faults_retried(self->g.vcpu);
+		r0 = vcpu_faults_unfixed(self->g.vcpu);
 		expect_poison_exit(&self->g, off);
 		/*
-		 * The read faulted (the zap happened) and waited for the punch's
-		 * invalidation: the error came while the punch held the lock.
+		 * The read faulted (the zap happened) and was retried while the
+		 * punch's invalidation was in progress, before its fault exited
+		 * with EHWPOISON (which counts one): the error came while the
+		 * punch held the lock.
 		 */
-		hit = hit && vcpu_faults_retried(self->g.vcpu) > r0;
+		hit = hit && vcpu_faults_unfixed(self->g.vcpu) - r0 > 1;
 		pthread_join(t, NULL);
 		hits += hit;
 		ksft_print_msg("round %d: error %s the punch returned\n", round,

@@ -687,20 +687,11 @@ static bool rmp_counts_read(struct rmp_counts *c)
 		"assigned_4k", "entries_2m", "psmash", "violations",
 	};
 	u64 *val[] = { &c->assigned_4k, &c->entries_2m, &c->psmash, &c->violations };
-	char path[96], buf[32];
-	int i, fd, n;
+	int i;
 
 	for (i = 0; i < ARRAY_SIZE(names); i++) {
-		snprintf(path, sizeof(path), "/sys/kernel/debug/kvm-rmp-model/%s",
-			 names[i]);
-		fd = open(path, O_RDONLY);
-		if (fd < 0)
+		if (!gmem_rmp_model_get(names[i], val[i]))
 			return false;
-		n = read(fd, buf, sizeof(buf) - 1);
-		close(fd);
-		TEST_ASSERT(n > 0, "read %s", path);
-		buf[n] = '\0';
-		*val[i] = strtoull(buf, NULL, 0);
 	}
 	return true;
 }

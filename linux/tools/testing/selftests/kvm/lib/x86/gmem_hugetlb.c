@@ -198,6 +198,39 @@ bool gmem_rmp_model_snp(void)
 	return rmp_model_read(mode, sizeof(mode)) && !strcmp(mode, "snp");
 }
 
+#define RMP_MODEL_DIR	"/sys/kernel/debug/kvm-rmp-model/"
+
+bool gmem_rmp_model_get(const char *name, u64 *val)
+{
+	char path[96], buf[32];
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), RMP_MODEL_DIR "%s", name);
+	fd = open(path, O_RDONLY);
+	if (fd < 0)
+		return false;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	TEST_ASSERT(n > 0, "read %s: %s", path, strerror(errno));
+	buf[n] = '\0';
+	*val = strtoull(buf, NULL, 0);
+	return true;
+}
+
+void gmem_rmp_model_put(const char *name, u64 val)
+{
+	char path[96], buf[32];
+	int fd, n;
+
+	snprintf(path, sizeof(path), RMP_MODEL_DIR "%s", name);
+	n = snprintf(buf, sizeof(buf), "%lu\n", val);
+	fd = open(path, O_WRONLY);
+	TEST_ASSERT(fd >= 0, "open %s: %s", path, strerror(errno));
+	TEST_ASSERT(write(fd, buf, n) == n, "write %s: %s", path, strerror(errno));
+	close(fd);
+}
+
 size_t gmem_private_map_size(size_t page_size)
 {
 	if (page_size > SZ_2M && gmem_rmp_model_snp())
@@ -229,8 +262,46 @@ const char *mapping_levels_str(const struct mapping_levels *a,
 	return buf;
 }
 
-u64 vcpu_faults_retried(struct kvm_vcpu *vcpu)
+static const struct kvm_stats_desc *
+vcpu_stat_desc(struct kvm_vcpu *vcpu, const char *name)
 {
-	return vcpu_get_stat(vcpu, pf_taken) - vcpu_get_stat(vcpu, pf_fixed) -
-	       vcpu_get_stat(vcpu, pf_emulate) - vcpu_get_stat(vcpu, pf_spurious);
+	struct kvm_binary_stats *stats = &vcpu->stats;
+	const struct kvm_stats_desc *desc;
+	int i;
+
+	for (i = 0; i < stats->header.num_desc; i++) {
+		desc = get_stats_descriptor(stats->desc, i, &stats->header);
+		if (!strcmp(desc->name, name))
+			return desc;
+	}
+	TEST_FAIL("no vCPU stat %s", name);
+	return NULL;
+}
+
+s64 vcpu_faults_unfixed(struct kvm_vcpu *vcpu)
+{
+	static const char * const names[] = {
+		"pf_taken", "pf_fixed", "pf_emulate", "pf_spurious",
+	};
+	u32 off[ARRAY_SIZE(names)], lo = UINT32_MAX, hi = 0;
+	const struct kvm_stats_desc *desc;
+	u64 buf[16];
+	ssize_t len;
+	int i;
+
+	/* Cache the descriptors. */
+	vcpu_get_stat(vcpu, pf_taken);
+	for (i = 0; i < ARRAY_SIZE(names); i++) {
+		desc = vcpu_stat_desc(vcpu, names[i]);
+		off[i] = desc->offset;
+		lo = min(lo, off[i]);
+		hi = max(hi, off[i] + 8);
+	}
+	TEST_ASSERT(hi - lo <= sizeof(buf), "pf_* stats %u bytes apart", hi - lo);
+	/* One read: the four counters as of one moment (one copy). */
+	len = pread(vcpu->stats.fd, buf, hi - lo, vcpu->stats.header.data_offset + lo);
+	TEST_ASSERT(len == hi - lo, "reading the pf_* stats: %zd", len);
+	for (i = 0; i < ARRAY_SIZE(names); i++)
+		off[i] = (off[i] - lo) / 8;
+	return buf[off[0]] - buf[off[1]] - buf[off[2]] - buf[off[3]];
 }
