@@ -88,7 +88,9 @@ run_one() {
 	# whatever the test before it set (a test killed by its timeout
 	# restores nothing).
 	[ -n "$rmp_mode0" ] && echo "$rmp_mode0" > /sys/module/kvm/parameters/rmp_model
-	[ -w "$rmp/fail_make_shared" ] && echo 0 > "$rmp/fail_make_shared"
+	for k in fail_make_shared fail_direct_map_split; do
+		[ -w "$rmp/$k" ] && echo 0 > "$rmp/$k"
+	done
 	before=$(pool_snapshot)
 	rmp_before=$(rmp_snapshot)
 	leaked_before=$(cat $rmp/leaked 2>/dev/null)
@@ -160,7 +162,7 @@ run_one() {
 }
 
 echo "# kernel $(uname -r), $(nproc) cpus, pools: $(pool_snapshot)"
-[ -d "$rmp" ] && echo "# rmp model: $(rmp_snapshot) psmash=$(cat $rmp/psmash) leaked=$(cat $rmp/leaked)"
+[ -d "$rmp" ] && echo "# rmp model: $(rmp_snapshot) psmash=$(cat $rmp/psmash) leaked=$(cat $rmp/leaked) direct_map_splits=$(cat $rmp/direct_map_splits 2>/dev/null)"
 stty -F /dev/ttyS2 -echo 2>/dev/null
 exec 3</dev/ttyS2
 while :; do

@@ -302,6 +302,10 @@ static void kvm_gmem_hugetlb_unreserve(struct kvm_gmem_hugetlb *hg,
  * the page cache, locked.  The caller holds the fault mutex of @hindex and
  * found no folio there.
  */
+void __weak kvm_arch_gmem_host_write(kvm_pfn_t pfn, kvm_pfn_t nr_pages)
+{
+}
+
 static struct folio *kvm_gmem_hugetlb_alloc(struct kvm_gmem_hugetlb *hg,
 					    struct address_space *mapping,
 					    pgoff_t hindex)
@@ -327,6 +331,8 @@ static struct folio *kvm_gmem_hugetlb_alloc(struct kvm_gmem_hugetlb *hg,
 			kvm_gmem_hugetlb_unreserve(hg, 1);
 		return folio;
 	}
+	/* The pool's folio was just zeroed. */
+	kvm_arch_gmem_host_write(folio_pfn(folio), folio_nr_pages(folio));
 
 	spin_lock(&hg->lock);
 	if (released)
@@ -422,18 +428,23 @@ static void kvm_gmem_free_subpages(struct kvm_gmem_hugetlb *hg,
 	kfree(sp);
 }
 
+static void kvm_gmem_hugetlb_reclaim(struct folio *folio, pgoff_t index,
+				     unsigned int order,
+				     enum kvm_gmem_reclaim_reason why);
+
 #ifdef CONFIG_HAVE_KVM_ARCH_GMEM_RECLAIM
 /*
  * The architecture could not take back the block of 2^@order subpages at
- * @i of @folio (SEV-SNP: an RMPUPDATE to shared failed).  Retry it by 2M
- * blocks, then by 4K subpages (SNP's RMP entries); record each subpage
+ * @i of @folio (SEV-SNP: an RMPUPDATE to shared failed).  Retry a block
+ * larger than 2M by 2M blocks and a 2M one by 4K subpages (SNP's RMP
+ * entries), each again around the poisoned subpages; record a subpage
  * still not taken back as poisoned: the host never zeroes, maps, reclaims
  * or frees it again, and the folio is kept when it leaves its file
  * (hugetlb_gmem_remove_folio()).
  */
 static void kvm_gmem_hugetlb_reclaim_failed(struct folio *folio,
-					    unsigned long i,
-					    unsigned int order)
+					    unsigned long i, unsigned int order,
+					    enum kvm_gmem_reclaim_reason why)
 {
 	unsigned int sub = order > PMD_ORDER ? PMD_ORDER : 0;
 	unsigned long end = i + (1UL << order);
@@ -445,8 +456,7 @@ static void kvm_gmem_hugetlb_reclaim_failed(struct folio *folio,
 		return;
 	}
 	for (; i < end; i += 1UL << sub) {
-		if (kvm_arch_gmem_reclaim(folio_pfn(folio) + i, 1UL << sub))
-			kvm_gmem_hugetlb_reclaim_failed(folio, i, sub);
+		kvm_gmem_hugetlb_reclaim(folio, folio->index + i, sub, why);
 		cond_resched();
 	}
 }
@@ -480,7 +490,7 @@ static void kvm_gmem_hugetlb_reclaim(struct folio *folio, pgoff_t index,
 		trace_kvm_gmem_invalidate(folio->index + i, pfn, clean, why);
 #ifdef CONFIG_HAVE_KVM_ARCH_GMEM_RECLAIM
 		if (kvm_arch_gmem_reclaim(pfn, 1UL << clean))
-			kvm_gmem_hugetlb_reclaim_failed(folio, i, clean);
+			kvm_gmem_hugetlb_reclaim_failed(folio, i, clean, why);
 #endif
 		i += 1UL << clean;
 	}
@@ -547,8 +557,10 @@ static bool kvm_gmem_punch_folio(struct kvm_gmem_hugetlb *hg,
 		bitmap_set(sp->not_private, s, 1UL << order);
 		for (i = s; i < s + (1UL << order); i++) {
 			/* A poisoned subpage is never written or mapped. */
-			if (hugetlb_gmem_hwpoison_order(folio, i, 0) >= 0)
+			if (hugetlb_gmem_hwpoison_order(folio, i, 0) >= 0) {
+				kvm_arch_gmem_host_write(folio_pfn(folio) + i, 1);
 				clear_highpage(folio_page(folio, i));
+			}
 			cond_resched();
 		}
 	}

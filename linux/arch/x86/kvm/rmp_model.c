@@ -18,14 +18,20 @@
  * - a 2M update needs a 2M-aligned pfn and gpa and a wholly shared region,
  *   a 4K update to private a shared page outside any 2M entry;
  * - guest memory is mapped at the gfn its page was assigned at, at most at
- *   the size of its RMP entry.
+ *   the size of its RMP entry;
+ * - assigned pages stay in the direct map, as on SNP; a 4K update of a page
+ *   that the direct map maps large splits that mapping down to the page
+ *   first (adjust_direct_map()) and fails if the split does (writing N to
+ *   fail_direct_map_split fails the next N splits); 2M updates and PSMASH
+ *   leave the direct map alone, and nothing restores it (nor does 7.3).
  *
  * Every breach of SNP's rules or of guest_memfd's contract (blocks made
  * private twice or in part, reclaims of a block in part, a hugetlb folio
  * freed with a page assigned, a poisoned page handed back, a private
- * mapping of a page that is not assigned or at another gfn) is a WARN and
- * a count.  Pages of a poisoned folio still assigned when the folio goes
- * are leaked, as snp_leak_pages() leaks them.
+ * mapping of a page that is not assigned or at another gfn, a host write
+ * by guest_memfd to an assigned page) is a WARN and a count.  Pages of a
+ * poisoned folio still assigned when the folio goes are leaked, as
+ * snp_leak_pages() leaks them.
  *
  * An RMPUPDATE to shared can fail on SNP and leave its pages assigned:
  * writing N to fail_make_shared fails the next N such updates of the
@@ -36,8 +42,8 @@
  * Reclaims carry no VM: the model takes those that cover pages it
  * assigned, and leaves the others to the vendor code, so VMs of other
  * types never reach it.  It is off on a host with SEV-SNP.  Counters are in
- * /sys/kernel/debug/kvm-rmp-model/.  What it does not model of SNP (the
- * direct map, failing RMP updates to private, launch) is in
+ * /sys/kernel/debug/kvm-rmp-model/.  What it does not model of SNP (RMP
+ * updates to private failing in firmware, launch) is in
  * Documentation/virt/kvm/guest-memfd-hugetlb.rst.
  */
 #define pr_fmt(fmt) "kvm: rmp-model: " fmt
@@ -50,6 +56,7 @@
 #include <linux/moduleparam.h>
 #include <linux/mutex.h>
 #include <linux/vmalloc.h>
+#include <asm/set_memory.h>
 
 #include "rmp_model.h"
 
@@ -98,6 +105,7 @@ static DEFINE_MUTEX(rmp_model_lock);
  */
 static unsigned long *rmp_model_assigned;
 static unsigned long *rmp_model_huge;
+static unsigned long *rmp_model_failed;	/* assigned after a failed update */
 static gfn_t *rmp_model_gfn;
 static unsigned long rmp_model_max_pfn;
 static bool rmp_model_ready;
@@ -108,6 +116,8 @@ static unsigned long rmp_model_psmashes;
 static unsigned long rmp_model_leaked;		/* of poisoned folios */
 static u32 rmp_model_fail_make_shared;		/* updates left to fail */
 static unsigned long rmp_model_failed_make_shared;
+static u32 rmp_model_fail_split;		/* splits left to fail */
+static unsigned long rmp_model_splits;
 static atomic_long_t rmp_model_violations;
 
 #define rmp_model_violation(fmt, ...)					\
@@ -155,6 +165,40 @@ static unsigned long rmp_model_count_assigned(kvm_pfn_t pfn, kvm_pfn_t end)
  * needs a 2M-aligned pfn and gfn and a wholly shared region; a 4K update
  * a shared page outside any 2M entry.
  */
+/*
+ * SNP's adjust_direct_map() before each RMPUPDATE: a 4K update of a page
+ * that the direct map maps with a 2M or 1G page splits that mapping down
+ * to the page (so that no host access through a large mapping overlaps a
+ * 4K-assigned page), and a failed split fails the update; a 2M update
+ * needs nothing.  PSMASH does not touch the direct map.
+ */
+/* The level the direct map maps @pfn at; 0 if it does not. */
+static unsigned int rmp_model_direct_map_level(kvm_pfn_t pfn)
+{
+	unsigned int level;
+	pte_t *pte = lookup_address((unsigned long)pfn_to_kaddr(pfn), &level);
+
+	return pte && !pte_none(*pte) ? level : 0;
+}
+
+static int rmp_model_adjust_direct_map(kvm_pfn_t pfn, int level)
+{
+	int r;
+
+	lockdep_assert_held(&rmp_model_lock);
+	if (level != PG_LEVEL_4K ||
+	    rmp_model_direct_map_level(pfn) <= PG_LEVEL_4K)
+		return 0;
+	if (rmp_model_fail_split) {
+		rmp_model_fail_split--;
+		return -ENOMEM;
+	}
+	r = set_memory_4k((unsigned long)pfn_to_kaddr(pfn), 1);
+	if (!r)
+		rmp_model_splits++;
+	return r;
+}
+
 static int rmp_model_make_private(kvm_pfn_t pfn, gfn_t gfn, int level)
 {
 	unsigned long n = KVM_PAGES_PER_HPAGE(level), i;
@@ -169,6 +213,8 @@ static int rmp_model_make_private(kvm_pfn_t pfn, gfn_t gfn, int level)
 	    (rmp_model_is_huge(pfn) || rmp_model_is_assigned(pfn)))
 		return rmp_model_violation("4K update of assigned pfn %#llx%s\n", pfn,
 					   rmp_model_is_huge(pfn) ? " inside a 2M entry" : "");
+	if (rmp_model_adjust_direct_map(pfn, level))
+		return -EFAULT;
 
 	bitmap_set(rmp_model_assigned, pfn, n);
 	for (i = 0; i < n; i++)
@@ -202,6 +248,7 @@ static void rmp_model_make_shared(kvm_pfn_t pfn, int level)
 		return;
 	}
 	bitmap_clear(rmp_model_assigned, pfn, n);
+	bitmap_clear(rmp_model_failed, pfn, n);
 	if (huge) {
 		__clear_bit(pfn / RMP_REGION_PAGES, rmp_model_huge);
 		rmp_model_entries_2m--;
@@ -348,16 +395,17 @@ static unsigned long rmp_model_sweep_folio(struct folio *folio)
  * kvm_rmp_model_reclaim - sev_gmem_make_shared() on the model
  * @pfn: first pfn of the block
  * @nr_pages: the block's size
+ * @err: gets 0, or -EIO if an update failed (fail_make_shared): its pages
+ *	stay assigned
  *
  * Makes every assigned page of the block shared, with a 2M update where
  * the block covers a 2M entry whole, after a PSMASH where it covers one in
- * part.  Of a hugetlb folio a block is reclaimed whole or not at all, never
- * over a poisoned page (SNP flushes the cache lines of what it makes
- * shared), and the final call, made once the folio left its file (no
- * mapping), finds nothing assigned but poisoned pages.
- *
- * @err: gets 0, or -EIO if an update failed (fail_make_shared): its pages
- *	stay assigned
+ * part.  Of a hugetlb folio a block is reclaimed whole or not at all (but
+ * for a retry of pages whose update failed), never over a poisoned page
+ * (SNP flushes the cache lines of what it makes shared), and the final
+ * call, made once the folio left its file (no mapping), finds nothing
+ * assigned but poisoned pages: it never fails, as on SNP, where it finds
+ * nothing to update.
  *
  * Return: false if no page the call covers is assigned in the model: the
  * reclaim is not the model's.
@@ -383,7 +431,9 @@ bool kvm_rmp_model_reclaim(kvm_pfn_t pfn, kvm_pfn_t nr_pages, int *err)
 	n = rmp_model_count_assigned(pfn, end);
 	if (!n)
 		goto out;
-	if (hugetlb && n < nr_pages)
+	/* guest_memfd retries what failed in smaller blocks. */
+	if (hugetlb && n < nr_pages &&
+	    find_next_andnot_bit(rmp_model_assigned, rmp_model_failed, end, pfn) < end)
 		rmp_model_violation("reclaim of block pfn %#llx nr_pages %llu with %lu assigned\n",
 				    pfn, nr_pages, n);
 
@@ -403,10 +453,15 @@ bool kvm_rmp_model_reclaim(kvm_pfn_t pfn, kvm_pfn_t nr_pages, int *err)
 			rmp_model_violation("reclaim of poisoned memory at pfn %#llx\n", pfn);
 		if (!use_2m_update && rmp_model_is_huge(pfn))
 			rmp_model_psmash(pfn);
-		if (rmp_model_fail_make_shared) {
+		if (rmp_model_fail_make_shared ||
+		    rmp_model_adjust_direct_map(pfn, use_2m_update ? PG_LEVEL_2M :
+								     PG_LEVEL_4K)) {
 			/* A failed RMPUPDATE: the pages stay assigned. */
-			rmp_model_fail_make_shared--;
+			if (rmp_model_fail_make_shared)
+				rmp_model_fail_make_shared--;
 			rmp_model_failed_make_shared++;
+			bitmap_set(rmp_model_failed, pfn,
+				   use_2m_update ? RMP_REGION_PAGES : 1);
 			*err = -EIO;
 		} else {
 			rmp_model_make_shared(pfn, use_2m_update ? PG_LEVEL_2M :
@@ -419,6 +474,25 @@ out:
 	mutex_unlock(&rmp_model_lock);
 	return n;
 }
+
+#ifdef CONFIG_KVM_GMEM_HUGETLB
+/*
+ * The model's check of guest_memfd's host writes: a write to an assigned
+ * page is an RMP fault on SNP.
+ */
+void kvm_arch_gmem_host_write(kvm_pfn_t pfn, kvm_pfn_t nr_pages)
+{
+	kvm_pfn_t end = min_t(kvm_pfn_t, pfn + nr_pages, rmp_model_max_pfn), p;
+
+	if (!READ_ONCE(rmp_model_ready) || pfn >= end)
+		return;
+	mutex_lock(&rmp_model_lock);
+	p = find_next_bit(rmp_model_assigned, end, pfn);
+	if (p < end)
+		rmp_model_violation("host write to assigned pfn %#llx\n", p);
+	mutex_unlock(&rmp_model_lock);
+}
+#endif
 
 /**
  * kvm_rmp_model_max_mapping_level - sev_gmem_max_mapping_level() on the model
@@ -450,7 +524,13 @@ int kvm_rmp_model_max_mapping_level(struct kvm *kvm, kvm_pfn_t pfn,
 	if (assigned_gfn != gfn)
 		rmp_model_violation("private map of gfn %#llx pfn %#llx: at gfn %#llx\n",
 				    gfn, pfn, assigned_gfn);
-	return rmp_model_is_huge(pfn) ? PG_LEVEL_2M : PG_LEVEL_4K;
+	if (rmp_model_is_huge(pfn))
+		return PG_LEVEL_2M;
+	/* What the direct map relies on, checked at every fault. */
+	if (rmp_model_direct_map_level(pfn) > PG_LEVEL_4K)
+		rmp_model_violation("4K-assigned pfn %#llx mapped large in the direct map\n",
+				    pfn);
+	return PG_LEVEL_4K;
 }
 
 static int rmp_model_violations_get(void *data, u64 *val)
@@ -474,10 +554,14 @@ static int __init kvm_rmp_model_init(void)
 				     sizeof(long));
 	rmp_model_huge = vzalloc(BITS_TO_LONGS(rmp_model_max_pfn /
 					       RMP_REGION_PAGES) * sizeof(long));
+	rmp_model_failed = vzalloc(BITS_TO_LONGS(rmp_model_max_pfn) *
+				   sizeof(long));
 	rmp_model_gfn = vcalloc(rmp_model_max_pfn, sizeof(*rmp_model_gfn));
-	if (!rmp_model_assigned || !rmp_model_huge || !rmp_model_gfn) {
+	if (!rmp_model_assigned || !rmp_model_huge || !rmp_model_failed ||
+	    !rmp_model_gfn) {
 		vfree(rmp_model_assigned);
 		vfree(rmp_model_huge);
+		vfree(rmp_model_failed);
 		vfree(rmp_model_gfn);
 		pr_err("no memory for the model of %lu pages\n", rmp_model_max_pfn);
 		return -ENOMEM;
@@ -492,6 +576,9 @@ static int __init kvm_rmp_model_init(void)
 			   &rmp_model_fail_make_shared);
 	debugfs_create_ulong("failed_make_shared", 0444, dir,
 			     &rmp_model_failed_make_shared);
+	debugfs_create_u32("fail_direct_map_split", 0644, dir,
+			   &rmp_model_fail_split);
+	debugfs_create_ulong("direct_map_splits", 0444, dir, &rmp_model_splits);
 	debugfs_create_file("violations", 0444, dir, NULL,
 			    &rmp_model_violations_fops);
 	WRITE_ONCE(rmp_model_ready, true);

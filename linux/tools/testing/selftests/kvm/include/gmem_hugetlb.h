@@ -343,11 +343,12 @@ const char *mapping_levels_str(const struct mapping_levels *a,
 
 /*
  * The vCPU's page faults taken but neither fixed, emulated nor spurious,
- * read at one moment: those KVM retried (an invalidation overlapped
- * them), those that exited to userspace (KVM_EXIT_MEMORY_FAULT, an error)
- * and one more while a fault is in flight.  So between two reads of a
- * vCPU running in another thread, a difference of n proves at least
- * n - 1 retries or exits.
+ * read with one copy of the four adjacent counters: those KVM retried (an
+ * invalidation overlapped them) or that exited to userspace
+ * (KVM_EXIT_MEMORY_FAULT, an error), plus one while a fault is in flight,
+ * less one if a fault completed during the copy.  Between two reads of a
+ * vCPU that was stopped at both, the difference is exact; of a vCPU
+ * running in another thread, a difference of n proves n - 2.
  */
 s64 vcpu_faults_unfixed(struct kvm_vcpu *vcpu);
 

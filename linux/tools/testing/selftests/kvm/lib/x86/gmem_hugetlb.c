@@ -298,7 +298,7 @@ s64 vcpu_faults_unfixed(struct kvm_vcpu *vcpu)
 		hi = max(hi, off[i] + 8);
 	}
 	TEST_ASSERT(hi - lo <= sizeof(buf), "pf_* stats %u bytes apart", hi - lo);
-	/* One read: the four counters as of one moment (one copy). */
+	/* One read: one copy_to_user() of the adjacent counters. */
 	len = pread(vcpu->stats.fd, buf, hi - lo, vcpu->stats.header.data_offset + lo);
 	TEST_ASSERT(len == hi - lo, "reading the pf_* stats: %zd", len);
 	for (i = 0; i < ARRAY_SIZE(names); i++)
