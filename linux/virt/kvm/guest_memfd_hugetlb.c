@@ -297,15 +297,15 @@ static void kvm_gmem_hugetlb_unreserve(struct kvm_gmem_hugetlb *hg,
 	hugetlb_gmem_unreserve(hg->h, nr, hg->h_cg_rsvd);
 }
 
+void __weak kvm_arch_gmem_host_write(kvm_pfn_t pfn, kvm_pfn_t nr_pages)
+{
+}
+
 /*
  * Allocate the folio of hugepage @hindex from the file's reservation, into
  * the page cache, locked.  The caller holds the fault mutex of @hindex and
  * found no folio there.
  */
-void __weak kvm_arch_gmem_host_write(kvm_pfn_t pfn, kvm_pfn_t nr_pages)
-{
-}
-
 static struct folio *kvm_gmem_hugetlb_alloc(struct kvm_gmem_hugetlb *hg,
 					    struct address_space *mapping,
 					    pgoff_t hindex)
@@ -809,8 +809,17 @@ static int kvm_gmem_make_private_block(struct kvm *kvm,
 	gfn_t gfn = slot->base_gfn + index - slot->gmem.pgoff;
 
 	r = kvm_arch_gmem_make_private(kvm, gfn, pfn, 1UL << order);
-	if (r)
+	if (r) {
+		/*
+		 * The architecture may have made part of the block private
+		 * (SEV-SNP stops at the first failed RMP update): reclaim it
+		 * whole, so that it needs no rollback of its own and nothing
+		 * is left private that guest_memfd counts as not private.
+		 */
+		kvm_gmem_hugetlb_reclaim(folio, index, order,
+					 KVM_GMEM_RECLAIM_UNDO);
 		return r;
+	}
 #endif
 	trace_kvm_gmem_prepare(index, pfn, order);
 	return r;

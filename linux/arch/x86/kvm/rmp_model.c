@@ -33,6 +33,11 @@
  * poisoned folio still assigned when the folio goes are leaked, as
  * snp_leak_pages() leaks them.
  *
+ * An RMPUPDATE to private can fail on SNP in the middle of a block:
+ * writing N to fail_make_private fails the N-th update to private from
+ * then on, leaving the updates of its call before it done (and -EIO
+ * returned), as sev_gmem_make_private() does for a block.
+ *
  * An RMPUPDATE to shared can fail on SNP and leave its pages assigned:
  * writing N to fail_make_shared fails the next N such updates of the
  * model (after the PSMASH they need), and the reclaim returns -EIO, as
@@ -42,8 +47,8 @@
  * Reclaims carry no VM: the model takes those that cover pages it
  * assigned, and leaves the others to the vendor code, so VMs of other
  * types never reach it.  It is off on a host with SEV-SNP.  Counters are in
- * /sys/kernel/debug/kvm-rmp-model/.  What it does not model of SNP (RMP
- * updates to private failing in firmware, launch) is in
+ * /sys/kernel/debug/kvm-rmp-model/.  What it does not model of SNP
+ * (launch, the restore of the direct map) is in
  * Documentation/virt/kvm/guest-memfd-hugetlb.rst.
  */
 #define pr_fmt(fmt) "kvm: rmp-model: " fmt
@@ -117,6 +122,8 @@ static unsigned long rmp_model_leaked;		/* of poisoned folios */
 static u32 rmp_model_fail_make_shared;		/* updates left to fail */
 static unsigned long rmp_model_failed_make_shared;
 static u32 rmp_model_fail_split;		/* splits left to fail */
+static u32 rmp_model_fail_make_private;		/* updates left to fail */
+static unsigned long rmp_model_failed_make_private;
 static unsigned long rmp_model_splits;
 static atomic_long_t rmp_model_violations;
 
@@ -160,18 +167,6 @@ static unsigned long rmp_model_count_assigned(kvm_pfn_t pfn, kvm_pfn_t end)
 	return n;
 }
 
-/*
- * RMPUPDATE to guest-owned at @gfn, like rmp_make_private(): a 2M update
- * needs a 2M-aligned pfn and gfn and a wholly shared region; a 4K update
- * a shared page outside any 2M entry.
- */
-/*
- * SNP's adjust_direct_map() before each RMPUPDATE: a 4K update of a page
- * that the direct map maps with a 2M or 1G page splits that mapping down
- * to the page (so that no host access through a large mapping overlaps a
- * 4K-assigned page), and a failed split fails the update; a 2M update
- * needs nothing.  PSMASH does not touch the direct map.
- */
 /* The level the direct map maps @pfn at; 0 if it does not. */
 static unsigned int rmp_model_direct_map_level(kvm_pfn_t pfn)
 {
@@ -181,6 +176,13 @@ static unsigned int rmp_model_direct_map_level(kvm_pfn_t pfn)
 	return pte && !pte_none(*pte) ? level : 0;
 }
 
+/*
+ * SNP's adjust_direct_map() before each RMPUPDATE: a 4K update of a page
+ * that the direct map maps with a 2M or 1G page splits that mapping down
+ * to the page (so that no host access through a large mapping overlaps a
+ * 4K-assigned page), and a failed split fails the update; a 2M update
+ * needs nothing.  PSMASH does not touch the direct map.
+ */
 static int rmp_model_adjust_direct_map(kvm_pfn_t pfn, int level)
 {
 	int r;
@@ -199,6 +201,12 @@ static int rmp_model_adjust_direct_map(kvm_pfn_t pfn, int level)
 	return r;
 }
 
+/*
+ * RMPUPDATE to guest-owned at @gfn, like rmp_make_private(): a 2M update
+ * needs a 2M-aligned pfn and gfn and a wholly shared region; a 4K update
+ * a shared page outside any 2M entry.  -EFAULT if the direct map could
+ * not be split, -EINVAL on a violation.
+ */
 static int rmp_model_make_private(kvm_pfn_t pfn, gfn_t gfn, int level)
 {
 	unsigned long n = KVM_PAGES_PER_HPAGE(level), i;
@@ -306,13 +314,15 @@ void kvm_rmp_model_init_vm(struct kvm *kvm)
  * @nr_pages: the block's size, a power of two
  *
  * Assigns every page of the block: one 2M entry per 2M region of a block
- * of 512 pages or more, 4K entries below, all or nothing (the steps of
- * sev_gmem_make_private() once it takes blocks; 7.3's takes one page).  A
- * page of a 4 KiB file that is assigned already is left alone, as SNP
- * does; a block of a hugetlb file must be wholly shared (guest_memfd makes
- * each page private once between reclaims).
+ * of 512 pages or more, 4K entries below (the steps of
+ * sev_gmem_make_private()), nothing on a violation.  A failed update
+ * (fail_make_private, a failed direct-map split) leaves the updates before
+ * it done.  A page of a
+ * 4 KiB file that is assigned already is left alone, as SNP does; a block
+ * of a hugetlb file must be wholly shared (guest_memfd makes each page
+ * private once between reclaims).
  *
- * Return: 0, or -EINVAL on a violation.
+ * Return: 0, -EIO if an update failed, or -EINVAL on a violation.
  */
 int kvm_rmp_model_make_private(struct kvm *kvm, gfn_t gfn, kvm_pfn_t pfn,
 			       kvm_pfn_t nr_pages)
@@ -346,14 +356,31 @@ int kvm_rmp_model_make_private(struct kvm *kvm, gfn_t gfn, kvm_pfn_t pfn,
 	}
 
 	for (p = pfn; p < end; p += step) {
-		rc = rmp_model_make_private(p, gfn + (p - pfn), level);
-		if (rc)
+		/* fail_make_private counts down to the update that fails. */
+		if (rmp_model_fail_make_private &&
+		    !--rmp_model_fail_make_private)
+			rc = -EIO;
+		else
+			rc = rmp_model_make_private(p, gfn + (p - pfn), level);
+		if (rc == -EINVAL)
 			goto err;
+		if (rc) {
+			/*
+			 * A failed RMPUPDATE (or direct-map split), after
+			 * which SNP returns with the updates before it done:
+			 * guest_memfd reclaims the block (partly assigned:
+			 * not a violation).
+			 */
+			rmp_model_failed_make_private++;
+			bitmap_set(rmp_model_failed, pfn, p - pfn);
+			rc = -EIO;
+			goto out;
+		}
 	}
 	goto out;
 
 err:
-	/* All or nothing: make what this call assigned shared again. */
+	/* A violation: make what this call assigned shared again. */
 	while (p > pfn) {
 		p -= step;
 		rmp_model_make_shared(p, level);
@@ -412,7 +439,7 @@ static unsigned long rmp_model_sweep_folio(struct folio *folio)
  */
 bool kvm_rmp_model_reclaim(kvm_pfn_t pfn, kvm_pfn_t nr_pages, int *err)
 {
-	kvm_pfn_t end = pfn + nr_pages;
+	kvm_pfn_t end = pfn + nr_pages, lim;
 	struct folio *folio;
 	bool hugetlb;
 	unsigned long n;
@@ -432,13 +459,16 @@ bool kvm_rmp_model_reclaim(kvm_pfn_t pfn, kvm_pfn_t nr_pages, int *err)
 	if (!n)
 		goto out;
 	/* guest_memfd retries what failed in smaller blocks. */
+	lim = min_t(kvm_pfn_t, end, rmp_model_max_pfn);
 	if (hugetlb && n < nr_pages &&
-	    find_next_andnot_bit(rmp_model_assigned, rmp_model_failed, end, pfn) < end)
+	    find_next_andnot_bit(rmp_model_assigned, rmp_model_failed, lim,
+				 pfn) < lim)
 		rmp_model_violation("reclaim of block pfn %#llx nr_pages %llu with %lu assigned\n",
 				    pfn, nr_pages, n);
 
 	while (pfn < end) {
 		bool use_2m_update;
+		int r;
 
 		if (!rmp_model_is_assigned(pfn)) {
 			pfn++;
@@ -453,12 +483,15 @@ bool kvm_rmp_model_reclaim(kvm_pfn_t pfn, kvm_pfn_t nr_pages, int *err)
 			rmp_model_violation("reclaim of poisoned memory at pfn %#llx\n", pfn);
 		if (!use_2m_update && rmp_model_is_huge(pfn))
 			rmp_model_psmash(pfn);
-		if (rmp_model_fail_make_shared ||
-		    rmp_model_adjust_direct_map(pfn, use_2m_update ? PG_LEVEL_2M :
-								     PG_LEVEL_4K)) {
+		/* Split first, as SNP's rmpupdate() does. */
+		r = rmp_model_adjust_direct_map(pfn, use_2m_update ? PG_LEVEL_2M :
+								     PG_LEVEL_4K);
+		if (!r && rmp_model_fail_make_shared) {
+			rmp_model_fail_make_shared--;
+			r = -EIO;
+		}
+		if (r) {
 			/* A failed RMPUPDATE: the pages stay assigned. */
-			if (rmp_model_fail_make_shared)
-				rmp_model_fail_make_shared--;
 			rmp_model_failed_make_shared++;
 			bitmap_set(rmp_model_failed, pfn,
 				   use_2m_update ? RMP_REGION_PAGES : 1);
@@ -526,7 +559,7 @@ int kvm_rmp_model_max_mapping_level(struct kvm *kvm, kvm_pfn_t pfn,
 				    gfn, pfn, assigned_gfn);
 	if (rmp_model_is_huge(pfn))
 		return PG_LEVEL_2M;
-	/* What the direct map relies on, checked at every fault. */
+	/* What the direct map relies on, at every fault that may map huge. */
 	if (rmp_model_direct_map_level(pfn) > PG_LEVEL_4K)
 		rmp_model_violation("4K-assigned pfn %#llx mapped large in the direct map\n",
 				    pfn);
@@ -578,6 +611,10 @@ static int __init kvm_rmp_model_init(void)
 			     &rmp_model_failed_make_shared);
 	debugfs_create_u32("fail_direct_map_split", 0644, dir,
 			   &rmp_model_fail_split);
+	debugfs_create_u32("fail_make_private", 0644, dir,
+			   &rmp_model_fail_make_private);
+	debugfs_create_ulong("failed_make_private", 0444, dir,
+			     &rmp_model_failed_make_private);
 	debugfs_create_ulong("direct_map_splits", 0444, dir, &rmp_model_splits);
 	debugfs_create_file("violations", 0444, dir, NULL,
 			    &rmp_model_violations_fops);

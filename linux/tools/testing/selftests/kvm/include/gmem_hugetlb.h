@@ -190,6 +190,7 @@ enum gmem_event_kind {
 	GMEM_PUNCH,		/* kvm_gmem_invalidate why punch */
 	GMEM_RELEASE,		/* ... why release */
 	GMEM_FREE,		/* ... why free: the final whole-folio call */
+	GMEM_UNDO,		/* ... why undo: after a failed make_private */
 };
 
 struct gmem_event {

@@ -670,6 +670,7 @@ static const char * const kind_str[] = {
 	[GMEM_PUNCH] = "punch",
 	[GMEM_RELEASE] = "release",
 	[GMEM_FREE] = "free",
+	[GMEM_UNDO] = "undo",
 };
 
 static const char * const event_enable[] = {
@@ -792,7 +793,7 @@ static bool parse_event(const char *line, struct gmem_event *e)
 	n = sscanf(p + strlen(inval), "index 0x%lx pfn 0x%lx nr_pages %lu order %u why %15s",
 		   &e->index, &e->pfn, &e->nr_pages, &e->order, why);
 	TEST_ASSERT(n == 5, "can't parse trace line: %s", line);
-	for (i = GMEM_PUNCH; i <= GMEM_FREE; i++) {
+	for (i = GMEM_PUNCH; i <= GMEM_UNDO; i++) {
 		if (!strcmp(why, kind_str[i])) {
 			e->kind = i;
 			return true;
@@ -916,6 +917,12 @@ void gmem_events_assert_contract(const struct gmem_events *events,
 			case GMEM_FREE:
 				TEST_ASSERT(!private[j],
 					    "event %lu (%s) frees the folio while page 0x%lx is private",
+					    i, buf, j);
+				break;
+			case GMEM_UNDO:
+				/* The block of a failed make_private. */
+				TEST_ASSERT(!private[j],
+					    "event %lu (%s) undoes page 0x%lx, which is private",
 					    i, buf, j);
 				break;
 			}

@@ -743,4 +743,68 @@ TEST_F_TIMEOUT(gmem_prepare, rmp_model_counts, 180)
 	ASSERT_EQ(c0.violations, c.violations);
 }
 
+/*
+ * Under the RMP model, the make_private of a 1G folio (512 2M updates)
+ * fails at its second update, as SNP's may, with the first 2M region
+ * assigned: the fault fails with EIO at the gpa, and guest_memfd reclaims
+ * the whole block ("undo"), so that nothing stays assigned; the next
+ * fault makes the folio private whole.
+ */
+TEST_F_TIMEOUT(gmem_prepare, rmp_model_make_private_fails, 180)
+{
+	const size_t hpage = variant->page_size;
+	const struct gmem_guest_args args = { guest_memfd_hugetlb_backing(hpage), hpage };
+	struct kvm_run *run;
+	struct rmp_counts c0, c;
+	u64 left, failed0, failed;
+	int r;
+
+	if (hpage < SZ_1G)
+		SKIP(return, "a 2M folio is one RMP update: the same on 1G only");
+	if (!rmp_counts_read(&c0) || !gmem_rmp_model_set("snp"))
+		SKIP(return, "no RMP model (CONFIG_KVM_SW_PROTECTED_VM_RMP_MODEL)");
+	if (!gmem_need_hugepages(_metadata, hpage, &self->base, 1))
+		return;
+	gmem_guest_create(&self->g, guest_touch_code, &args);
+	gmem_rmp_model_set(NULL);
+	touch_gpa = self->g.gpa;
+	touch_size = hpage;
+	touch_skip = TOUCH_NONE;
+	touch_only = 0;
+	sync_global_to_guest(self->g.vm, touch_gpa);
+	sync_global_to_guest(self->g.vm, touch_size);
+	sync_global_to_guest(self->g.vm, touch_skip);
+	sync_global_to_guest(self->g.vm, touch_only);
+
+	ASSERT_TRUE(gmem_rmp_model_get("failed_make_private", &failed0));
+	gmem_rmp_model_put("fail_make_private", 2);
+	run = self->g.vcpu->run;
+	r = _vcpu_run(self->g.vcpu);
+	ASSERT_TRUE(r == -1 && errno == EIO &&
+		    run->exit_reason == KVM_EXIT_MEMORY_FAULT &&
+		    run->memory_fault.gpa == self->g.gpa)
+		TH_LOG("the failed fault: KVM_RUN %d (%s), exit %u at 0x%llx",
+		       r, r ? strerror(errno) : "ok", run->exit_reason,
+		       (unsigned long long)run->memory_fault.gpa);
+	ASSERT_TRUE(gmem_rmp_model_get("fail_make_private", &left));
+	ASSERT_EQ(0, left);
+	ASSERT_TRUE(gmem_rmp_model_get("failed_make_private", &failed));
+	ASSERT_EQ(failed0 + 1, failed);
+	/* The first 2M region was assigned, then reclaimed with the block. */
+	ASSERT_TRUE(rmp_counts_read(&c));
+	ASSERT_EQ(c0.assigned_4k, c.assigned_4k) TH_LOG("left assigned");
+	ASSERT_EQ(c0.entries_2m, c.entries_2m);
+	ASSERT_EQ(c0.violations, c.violations);
+
+	gmem_guest_run(self->g.vcpu, 1);
+	ASSERT_TRUE(rmp_counts_read(&c));
+	ASSERT_EQ(c0.assigned_4k + hpage / SZ_4K, c.assigned_4k);
+	ASSERT_EQ(c0.entries_2m + hpage / SZ_2M, c.entries_2m);
+
+	gmem_guest_destroy(&self->g);
+	ASSERT_TRUE(rmp_counts_read(&c));
+	ASSERT_EQ(c0.assigned_4k, c.assigned_4k);
+	ASSERT_EQ(c0.violations, c.violations);
+}
+
 TEST_HARNESS_MAIN
