@@ -19,6 +19,10 @@
 #include <linux/mm.h>
 #include <linux/pagemap.h>
 #include <linux/sched/mm.h>
+#include <linux/set_memory.h>
+#include <linux/vmalloc.h>
+#include <linux/vmstat.h>
+#include <asm/tlbflush.h>
 
 #include "hugetlb_internal.h"
 
@@ -208,25 +212,193 @@ struct mutex *hugetlb_gmem_fault_mutex(struct address_space *mapping,
 }
 EXPORT_SYMBOL_FOR_KVM(hugetlb_gmem_fault_mutex);
 
+/*
+ * Folios of a file out of the direct map (GUEST_MEMFD_FLAG_NO_DIRECT_MAP)
+ * leave it as a whole when they are allocated and come back as a whole when
+ * they are freed.  The kernel writes them meanwhile only to zero them, one
+ * page at a time through a window of one page per CPU in vmalloc space,
+ * kmap_local-style: mapped with preemption off, unmapped and flushed from
+ * the local TLB only.  The window's page tables are allocated once, with
+ * the first such file, so that zeroing past a punch's point of no return
+ * cannot fail.  The count of such files keeps hibernation off: the image
+ * would map the memory back page by page and save it.
+ */
+static DEFINE_MUTEX(hugetlb_gmem_window_lock);
+static void *hugetlb_gmem_window;
+static DEFINE_PER_CPU(pte_t *, hugetlb_gmem_window_pte);
+static atomic_long_t hugetlb_gmem_no_direct_map_files;
+
+static int hugetlb_gmem_window_note_pte(pte_t *pte, unsigned long addr,
+					void *base)
+{
+	unsigned int cpu = (addr - (unsigned long)base) >> PAGE_SHIFT;
+
+	if (cpu_possible(cpu))
+		per_cpu(hugetlb_gmem_window_pte, cpu) = pte;
+	return 0;
+}
+
+/**
+ * hugetlb_gmem_no_direct_map_get - a file's folios will leave the direct map
+ *
+ * Sets up the zeroing window the first time and keeps hibernation off
+ * until hugetlb_gmem_no_direct_map_put().
+ *
+ * Return: 0, or -ENOMEM if the window could not be set up, or -EOPNOTSUPP
+ * where the direct map cannot be changed.
+ */
+int hugetlb_gmem_no_direct_map_get(void)
+{
+	unsigned long size = nr_cpu_ids * PAGE_SIZE;
+	struct vm_struct *area;
+	int err = 0;
+
+	if (!can_set_direct_map())
+		return -EOPNOTSUPP;
+
+	mutex_lock(&hugetlb_gmem_window_lock);
+	if (hugetlb_gmem_window)
+		goto out;
+	area = get_vm_area(size, VM_MAP);
+	if (!area) {
+		err = -ENOMEM;
+		goto out;
+	}
+	err = apply_to_page_range(&init_mm, (unsigned long)area->addr, size,
+				  hugetlb_gmem_window_note_pte, area->addr);
+	if (err) {
+		free_vm_area(area);
+		goto out;
+	}
+	hugetlb_gmem_window = area->addr;
+out:
+	if (!err)
+		atomic_long_inc(&hugetlb_gmem_no_direct_map_files);
+	mutex_unlock(&hugetlb_gmem_window_lock);
+	return err;
+}
+EXPORT_SYMBOL_FOR_KVM(hugetlb_gmem_no_direct_map_get);
+
+/**
+ * hugetlb_gmem_no_direct_map_put - a file out of the direct map is gone
+ */
+void hugetlb_gmem_no_direct_map_put(void)
+{
+	atomic_long_dec(&hugetlb_gmem_no_direct_map_files);
+}
+EXPORT_SYMBOL_FOR_KVM(hugetlb_gmem_no_direct_map_put);
+
+/**
+ * hugetlb_gmem_no_direct_map_active - whether guest memory is out of the
+ * direct map
+ *
+ * Return: true while a file of hugetlb_gmem_no_direct_map_get() exists:
+ * hibernation refuses then, as for secretmem.
+ */
+bool hugetlb_gmem_no_direct_map_active(void)
+{
+	return atomic_long_read(&hugetlb_gmem_no_direct_map_files);
+}
+
+/* Zero a page that is out of the direct map, through this CPU's window. */
+static void hugetlb_gmem_clear_unmapped(struct page *page)
+{
+	unsigned long addr;
+	pte_t *pte;
+
+	preempt_disable();
+	pte = this_cpu_read(hugetlb_gmem_window_pte);
+	addr = (unsigned long)hugetlb_gmem_window +
+	       smp_processor_id() * PAGE_SIZE;
+	set_pte(pte, mk_pte(page, PAGE_KERNEL));
+	clear_page((void *)addr);
+	pte_clear(&init_mm, addr, pte);
+	flush_tlb_one_kernel(addr);
+	preempt_enable();
+}
+
+/**
+ * hugetlb_gmem_clear_pages - zero subpages of a guest_memfd folio
+ * @folio: a folio of hugetlb_gmem_alloc_folio()
+ * @start: the first subpage
+ * @nr: the number of subpages
+ *
+ * Zeroes through the direct map, or through a temporary mapping of one
+ * page at a time if the folio is out of it: cannot fail.
+ */
+void hugetlb_gmem_clear_pages(struct folio *folio, unsigned long start,
+			      unsigned long nr)
+{
+	bool unmapped = folio_test_hugetlb_no_direct_map(folio);
+	unsigned long i;
+
+	for (i = start; i < start + nr; i++) {
+		if (unmapped)
+			hugetlb_gmem_clear_unmapped(folio_page(folio, i));
+		else
+			clear_highpage(folio_page(folio, i));
+		cond_resched();
+	}
+}
+EXPORT_SYMBOL_FOR_KVM(hugetlb_gmem_clear_pages);
+
+/* Map @folio back in the direct map, and at the largest size it allows. */
+static void hugetlb_gmem_map_folio(struct folio *folio)
+{
+	unsigned long nr = folio_nr_pages(folio);
+
+	/* The entries it cleared: no split, no allocation. */
+	WARN_ON_ONCE(set_direct_map_valid_noflush(folio_page(folio, 0), nr,
+						  true));
+	set_direct_map_collapse(folio_page(folio, 0), nr, false);
+}
+
+/*
+ * Take a new folio out of the direct map as a whole: a folio that one
+ * large page of the direct map covers exactly changes that entry, and a
+ * larger page is split down to the folio's size, never below.  On failure
+ * (a split needs a page table) the direct map is as before.
+ */
+static int hugetlb_gmem_unmap_folio(struct folio *folio)
+{
+	unsigned long addr = (unsigned long)folio_address(folio);
+	unsigned long nr = folio_nr_pages(folio);
+	int err;
+
+	err = set_direct_map_valid_noflush(folio_page(folio, 0), nr, false);
+	flush_tlb_kernel_range(addr, addr + nr * PAGE_SIZE);
+	if (err) {
+		hugetlb_gmem_map_folio(folio);
+		return err;
+	}
+	folio_set_hugetlb_no_direct_map(folio);
+	count_vm_event(GMEM_DIRECT_MAP_REMOVE);
+	return 0;
+}
+
 /**
  * hugetlb_gmem_alloc_folio - allocate a hugepage from a reservation
  * @h: the hstate
  * @mapping: the page cache to insert the folio into
  * @hindex: the folio's index in @mapping, in hugepages
+ * @no_direct_map: take the folio out of the direct map
+ *	(hugetlb_gmem_no_direct_map_get())
  *
  * Takes a page of one of the reservations of hugetlb_gmem_reserve(),
  * charges it to the calling task's hugetlb cgroup as a hugetlbfs fault
- * would, zeroes it and inserts it at @hindex.  The caller holds the fault
+ * would, zeroes it, takes it out of the direct map if asked to, as a
+ * whole, and inserts it at @hindex.  The caller holds the fault
  * mutex of @hindex and has found no folio there.  The page is never one of
  * ZONE_MOVABLE or CMA: guest_memfd memory cannot be migrated.
  *
  * Return: the locked folio with a reference, dirty and not uptodate, or
  * ERR_PTR(-ENOMEM) when the cgroup limit or the pool (no page on an allowed
- * node) refuses; the reservation is then not consumed.
+ * node) refuses or the direct map could not be split; the reservation is
+ * then not consumed.
  */
 struct folio *hugetlb_gmem_alloc_folio(struct hstate *h,
 				       struct address_space *mapping,
-				       pgoff_t hindex)
+				       pgoff_t hindex, bool no_direct_map)
 {
 	unsigned long nr_pages = pages_per_huge_page(h);
 	struct hugetlb_cgroup *h_cg;
@@ -256,13 +428,21 @@ struct folio *hugetlb_gmem_alloc_folio(struct hstate *h,
 	folio_zero_user(folio, 0);
 	/* A pool page may still be uptodate from its previous user. */
 	folio_clear_uptodate(folio);
+	/* Out of the direct map before anyone can find it in the file. */
+	if (no_direct_map) {
+		err = hugetlb_gmem_unmap_folio(folio);
+		if (err)
+			goto err_put;
+	}
 
 	err = hugetlb_add_to_page_cache(folio, mapping, hindex);
 	if (err) {
-		/* Back to the pool, and its reservation with it. */
-		folio_set_hugetlb_restore_reserve(folio);
-		folio_put(folio);
-		return ERR_PTR(err);
+		/* Never written since it was zeroed: no wipe. */
+		if (folio_test_hugetlb_no_direct_map(folio)) {
+			hugetlb_gmem_map_folio(folio);
+			folio_clear_hugetlb_no_direct_map(folio);
+		}
+		goto err_put;
 	}
 	/*
 	 * From here on memory_failure() hands each error to guest_memfd.
@@ -273,8 +453,25 @@ struct folio *hugetlb_gmem_alloc_folio(struct hstate *h,
 	folio_set_hugetlb_gmem(folio);
 	spin_unlock_irq(&hugetlb_lock);
 	return folio;
+
+err_put:
+	/* Back to the pool, and its reservation with it. */
+	folio_set_hugetlb_restore_reserve(folio);
+	folio_put(folio);
+	return ERR_PTR(err);
 }
 EXPORT_SYMBOL_FOR_KVM(hugetlb_gmem_alloc_folio);
+
+/* Keep @folio out of the pool for good, as a poisoned one. */
+static void hugetlb_gmem_keep_folio(struct folio *folio)
+{
+	struct hstate *h = folio_hstate(folio);
+
+	lockdep_assert_held(&hugetlb_lock);
+	folio_get(folio);
+	hugetlb_cgroup_uncharge_folio(hstate_index(h), pages_per_huge_page(h),
+				      folio);
+}
 
 /**
  * hugetlb_gmem_remove_folio - take a folio out of a guest_memfd's page cache
@@ -305,13 +502,10 @@ void hugetlb_gmem_remove_folio(struct folio *folio)
 	 */
 	spin_lock_irq(&hugetlb_lock);
 	keep = folio_test_hwpoison(folio);
-	if (keep) {
-		folio_get(folio);
-		hugetlb_cgroup_uncharge_folio(hstate_index(h),
-					      pages_per_huge_page(h), folio);
-	} else {
+	if (keep)
+		hugetlb_gmem_keep_folio(folio);
+	else
 		folio_clear_hugetlb_gmem(folio);
-	}
 	spin_unlock_irq(&hugetlb_lock);
 	if (keep)
 		pr_info("guest_memfd: poisoned hugepage at pfn %#lx kept out of the pool\n",
@@ -321,3 +515,66 @@ void hugetlb_gmem_remove_folio(struct folio *folio)
 	spin_unlock(&inode->i_lock);
 }
 EXPORT_SYMBOL_FOR_KVM(hugetlb_gmem_remove_folio);
+
+/**
+ * hugetlb_gmem_restore_direct_map - give a removed folio its direct map back
+ * @folio: a folio that hugetlb_gmem_remove_folio() took out of the page
+ *	cache, out of the direct map; the caller holds a reference
+ *
+ * Zeroes the folio, so that what the guest left in it never becomes
+ * readable by the host, maps it back as a whole and collapses the direct
+ * map inside it to the largest pages it allows.  A poisoned folio, kept
+ * out of the pool, stays out of the direct map for good: its poisoned page
+ * must not be reachable by speculation.  So does one poisoned while this
+ * runs: it is taken out again and kept.  Call it without locks: zeroing 1G
+ * takes long.
+ */
+void hugetlb_gmem_restore_direct_map(struct folio *folio)
+{
+	bool keep;
+
+	might_sleep();
+	if (!folio_test_hugetlb_no_direct_map(folio) ||
+	    folio_test_hwpoison(folio))
+		return;
+	hugetlb_gmem_clear_pages(folio, 0, folio_nr_pages(folio));
+	hugetlb_gmem_map_folio(folio);
+
+	/* memory_failure() sets the flag before it touches the mapping. */
+	spin_lock_irq(&hugetlb_lock);
+	keep = folio_test_hwpoison(folio);
+	if (keep)
+		hugetlb_gmem_keep_folio(folio);
+	spin_unlock_irq(&hugetlb_lock);
+	if (keep) {
+		unsigned long addr = (unsigned long)folio_address(folio);
+
+		set_direct_map_valid_noflush(folio_page(folio, 0),
+					     folio_nr_pages(folio), false);
+		flush_tlb_kernel_range(addr, addr + folio_size(folio));
+		pr_info("guest_memfd: hugepage at pfn %#lx poisoned while it was freed, kept out of the pool\n",
+			folio_pfn(folio));
+		return;
+	}
+	folio_clear_hugetlb_no_direct_map(folio);
+	count_vm_event(GMEM_DIRECT_MAP_RESTORE);
+}
+EXPORT_SYMBOL_FOR_KVM(hugetlb_gmem_restore_direct_map);
+
+/**
+ * hugetlb_gmem_collapse_direct_map - map 1G of the direct map large again
+ * @pfn: the first pfn of a 1G region that a file's 2M folios were in
+ *
+ * Freeing a 2M folio collapses only its own 2M of the direct map, so that
+ * a file that frees and allocates 2M folios does not collapse and split the
+ * gigabyte around them over and over; the file calls this for each such
+ * gigabyte when it is destroyed.
+ */
+void hugetlb_gmem_collapse_direct_map(unsigned long pfn)
+{
+	if (!IS_ALIGNED(pfn, PUD_SIZE >> PAGE_SHIFT) || !pfn_valid(pfn))
+		return;
+	set_direct_map_collapse(pfn_to_page(pfn), PUD_SIZE >> PAGE_SHIFT,
+				false);
+}
+EXPORT_SYMBOL_FOR_KVM(hugetlb_gmem_collapse_direct_map);

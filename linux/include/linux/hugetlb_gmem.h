@@ -35,8 +35,15 @@ struct mutex *hugetlb_gmem_fault_mutex(struct address_space *mapping,
 				       pgoff_t hindex);
 struct folio *hugetlb_gmem_alloc_folio(struct hstate *h,
 				       struct address_space *mapping,
-				       pgoff_t hindex);
+				       pgoff_t hindex, bool no_direct_map);
 void hugetlb_gmem_remove_folio(struct folio *folio);
+int hugetlb_gmem_no_direct_map_get(void);
+void hugetlb_gmem_no_direct_map_put(void);
+bool hugetlb_gmem_no_direct_map_active(void);
+void hugetlb_gmem_clear_pages(struct folio *folio, unsigned long start,
+			      unsigned long nr);
+void hugetlb_gmem_restore_direct_map(struct folio *folio);
+void hugetlb_gmem_collapse_direct_map(unsigned long pfn);
 #ifdef CONFIG_MEMORY_FAILURE
 int hugetlb_gmem_hwpoison_order(struct folio *folio, unsigned long idx,
 				int order);
@@ -52,6 +59,11 @@ static inline int hugetlb_gmem_hwpoison_order(struct folio *folio,
 static inline unsigned long hugetlb_gmem_supported_shifts(void)
 {
 	return 0;
+}
+
+static inline bool hugetlb_gmem_no_direct_map_active(void)
+{
+	return false;
 }
 
 static inline int hugetlb_gmem_hwpoison_order(struct folio *folio,

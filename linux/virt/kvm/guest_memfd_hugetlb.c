@@ -225,15 +225,18 @@ unsigned int kvm_gmem_hugetlb_order(const struct kvm_gmem_hugetlb *hg)
  * @page_shift: log2 of the page size in bytes, 0 for the default size
  * @size: the file's size in bytes
  *
+ * @no_direct_map: keep the file's folios out of the direct map
+ *
  * Reserves size / page size hugepages and charges them to the calling
  * task's hugetlb cgroup, before allocating anything that grows with @size.
  *
  * Return: 0; -EINVAL for an unknown page size or a size that is not a
  * multiple of it; -ENOMEM when the pool or the cgroup cannot cover the
- * reservation.  Nothing is left reserved or allocated on error.
+ * reservation or the direct map's zeroing window could not be set up.
+ * Nothing is left reserved or allocated on error.
  */
 int kvm_gmem_hugetlb_init(struct kvm_gmem_hugetlb *hg, u32 page_shift,
-			  loff_t size)
+			  loff_t size, bool no_direct_map)
 {
 	struct hstate *h = hugetlb_gmem_hstate(page_shift);
 	long nr;
@@ -253,15 +256,25 @@ int kvm_gmem_hugetlb_init(struct kvm_gmem_hugetlb *hg, u32 page_shift,
 		err = -ENOMEM;
 		goto err_unreserve;
 	}
+	if (no_direct_map) {
+		err = hugetlb_gmem_no_direct_map_get();
+		if (err)
+			goto err_free;
+	}
 
 	hg->h = h;
 	hg->nr_hpages = nr;
 	hg->nr_reserved = nr;
 	hg->nr_charged = nr;
+	hg->no_direct_map = no_direct_map;
 	spin_lock_init(&hg->lock);
 	xa_init(&hg->subpages);
+	xa_init(&hg->gigs);
 	return 0;
 
+err_free:
+	kvfree(hg->released);
+	hg->released = NULL;
 err_unreserve:
 	hugetlb_gmem_unreserve(h, nr, hg->h_cg_rsvd);
 	hugetlb_gmem_put_cgroup(h, hg->h_cg_rsvd);
@@ -325,7 +338,8 @@ static struct folio *kvm_gmem_hugetlb_alloc(struct kvm_gmem_hugetlb *hg,
 			return ERR_PTR(err);
 	}
 
-	folio = hugetlb_gmem_alloc_folio(hg->h, mapping, hindex);
+	folio = hugetlb_gmem_alloc_folio(hg->h, mapping, hindex,
+					 hg->no_direct_map);
 	if (IS_ERR(folio)) {
 		if (released)
 			kvm_gmem_hugetlb_unreserve(hg, 1);
@@ -333,6 +347,13 @@ static struct folio *kvm_gmem_hugetlb_alloc(struct kvm_gmem_hugetlb *hg,
 	}
 	/* The pool's folio was just zeroed. */
 	kvm_arch_gmem_host_write(folio_pfn(folio), folio_nr_pages(folio));
+	/*
+	 * Note its gigabyte for the direct-map collapse at destruction; with
+	 * no memory for that, the gigabyte may stay split in 2M pages.
+	 */
+	if (huge_page_shift(hg->h) < PUD_SHIFT)
+		xa_store(&hg->gigs, folio_pfn(folio) >> (PUD_SHIFT - PAGE_SHIFT),
+			 xa_mk_value(0), GFP_KERNEL_ACCOUNT);
 
 	spin_lock(&hg->lock);
 	if (released)
@@ -559,9 +580,8 @@ static bool kvm_gmem_punch_folio(struct kvm_gmem_hugetlb *hg,
 			/* A poisoned subpage is never written or mapped. */
 			if (hugetlb_gmem_hwpoison_order(folio, i, 0) >= 0) {
 				kvm_arch_gmem_host_write(folio_pfn(folio) + i, 1);
-				clear_highpage(folio_page(folio, i));
+				hugetlb_gmem_clear_pages(folio, i, 1);
 			}
-			cond_resched();
 		}
 	}
 	kvm_gmem_account_punched(hg, sp, it.punched);
@@ -691,10 +711,13 @@ void kvm_gmem_hugetlb_truncate(struct kvm_gmem_hugetlb *hg,
 			spin_unlock(&hg->lock);
 		}
 		folio_unlock(folio);
-		folio_put(folio);
 		if (whole)
 			hugetlb_gmem_uncharge(hg->h, 1, hg->h_cg_rsvd);
 		mutex_unlock(fault_mutex);
+		/* Zeroing 1G takes long: not under a mutex hugetlbfs shares. */
+		if (whole)
+			hugetlb_gmem_restore_direct_map(folio);
+		folio_put(folio);
 		cond_resched();
 	}
 }
@@ -1026,7 +1049,8 @@ void kvm_gmem_hugetlb_destroy(struct kvm_gmem_hugetlb *hg,
 			      struct address_space *mapping)
 {
 	struct kvm_gmem_subpages *sp;
-	unsigned long hindex;
+	unsigned long hindex, gig;
+	void *entry;
 
 	lockdep_assert_held_write(&mapping->invalidate_lock);
 
@@ -1035,6 +1059,13 @@ void kvm_gmem_hugetlb_destroy(struct kvm_gmem_hugetlb *hg,
 	xa_for_each(&hg->subpages, hindex, sp)
 		kvm_gmem_free_subpages(hg, hindex);
 	xa_destroy(&hg->subpages);
+	xa_for_each(&hg->gigs, gig, entry) {
+		hugetlb_gmem_collapse_direct_map(gig << (PUD_SHIFT - PAGE_SHIFT));
+		cond_resched();
+	}
+	xa_destroy(&hg->gigs);
+	if (hg->no_direct_map)
+		hugetlb_gmem_no_direct_map_put();
 	WARN_ON_ONCE(hg->nr_reserved || hg->nr_charged);
 	hugetlb_gmem_put_cgroup(hg->h, hg->h_cg_rsvd);
 	kvfree(hg->released);

@@ -48,10 +48,18 @@ struct kvm_gmem_hugetlb {
 	struct xarray subpages;
 	atomic_long_t nr_partial;	/* folios with punched subpages */
 	atomic_long_t nr_punched;	/* punched subpages of those */
+	/* Folios are out of the direct map (GUEST_MEMFD_FLAG_NO_DIRECT_MAP). */
+	bool no_direct_map;
+	/*
+	 * The gigabytes of physical memory (pfn >> (PUD_SHIFT - PAGE_SHIFT))
+	 * that the file's folios smaller than that were in, whose direct map
+	 * is collapsed when the file is destroyed.
+	 */
+	struct xarray gigs;
 };
 
 int kvm_gmem_hugetlb_init(struct kvm_gmem_hugetlb *hg, u32 page_shift,
-			  loff_t size);
+			  loff_t size, bool no_direct_map);
 void kvm_gmem_hugetlb_destroy(struct kvm_gmem_hugetlb *hg,
 			      struct address_space *mapping);
 unsigned int kvm_gmem_hugetlb_order(const struct kvm_gmem_hugetlb *hg);

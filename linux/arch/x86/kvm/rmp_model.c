@@ -23,7 +23,12 @@
  *   that the direct map maps large splits that mapping down to the page
  *   first (adjust_direct_map()) and fails if the split does (writing N to
  *   fail_direct_map_split fails the next N splits); 2M updates and PSMASH
- *   leave the direct map alone, and nothing restores it (nor does 7.3).
+ *   leave the direct map alone.  A reclaim restores the direct map of the
+ *   2M regions it leaves with no assigned page at 2M (1G for a 1G block),
+ *   as snp_restore_direct_map() does, and checks that no region holding a
+ *   4K-assigned page is mapped large (the rule SNP relies on) after each
+ *   such collapse, at every host write by guest_memfd and at every fault
+ *   that may map huge.
  *
  * Every breach of SNP's rules or of guest_memfd's contract (blocks made
  * private twice or in part, reclaims of a block in part, a hugetlb folio
@@ -47,9 +52,9 @@
  * Reclaims carry no VM: the model takes those that cover pages it
  * assigned, and leaves the others to the vendor code, so VMs of other
  * types never reach it.  It is off on a host with SEV-SNP.  Counters are in
- * /sys/kernel/debug/kvm-rmp-model/.  What it does not model of SNP
- * (launch, the restore of the direct map) is in
- * Documentation/virt/kvm/guest-memfd-hugetlb.rst.
+ * /sys/kernel/debug/kvm-rmp-model/, with host_read, which reads a page
+ * through the direct map for tests.  What it does not model of SNP
+ * (launch) is in Documentation/virt/kvm/guest-memfd-hugetlb.rst.
  */
 #define pr_fmt(fmt) "kvm: rmp-model: " fmt
 
@@ -60,8 +65,10 @@
 #include <linux/kvm_host.h>
 #include <linux/moduleparam.h>
 #include <linux/mutex.h>
+#include <linux/set_memory.h>
+#include <linux/slab.h>
+#include <linux/uaccess.h>
 #include <linux/vmalloc.h>
-#include <asm/set_memory.h>
 
 #include "rmp_model.h"
 
@@ -167,13 +174,16 @@ static unsigned long rmp_model_count_assigned(kvm_pfn_t pfn, kvm_pfn_t end)
 	return n;
 }
 
-/* The level the direct map maps @pfn at; 0 if it does not. */
+/*
+ * The level the direct map maps @pfn at; 0 if it does not (a folio of a
+ * GUEST_MEMFD_FLAG_NO_DIRECT_MAP file: nothing to split).
+ */
 static unsigned int rmp_model_direct_map_level(kvm_pfn_t pfn)
 {
 	unsigned int level;
 	pte_t *pte = lookup_address((unsigned long)pfn_to_kaddr(pfn), &level);
 
-	return pte && !pte_none(*pte) ? level : 0;
+	return pte && pte_present(*pte) ? level : 0;
 }
 
 /*
@@ -418,6 +428,44 @@ static unsigned long rmp_model_sweep_folio(struct folio *folio)
 	return n;
 }
 
+/*
+ * SNP's restore of the direct map (snp_restore_direct_map()) on the model,
+ * after a reclaim of [@pfn, @end): each 2M region inside the range that
+ * holds no assigned page any more is mapped large again, dropping the 4K
+ * marks of its splits (a 1G block collapses its 1G page too).  Then the
+ * rule it relies on is checked over the range, as SNP would fault on its
+ * breach: no 2M region that still holds a 4K-assigned page (a failed
+ * update, a poisoned page) is mapped large.
+ */
+static void rmp_model_restore_direct_map(kvm_pfn_t pfn, kvm_pfn_t end)
+{
+	kvm_pfn_t p, run = 0;
+	bool in_run = false;
+
+	lockdep_assert_held(&rmp_model_lock);
+	pfn = ALIGN(pfn, RMP_REGION_PAGES);
+	end = ALIGN_DOWN(min_t(kvm_pfn_t, end, rmp_model_max_pfn),
+			 RMP_REGION_PAGES);
+	for (p = pfn; p <= end; p += RMP_REGION_PAGES) {
+		bool clean = p < end &&
+			     !rmp_model_count_assigned(p, p + RMP_REGION_PAGES);
+
+		if (clean && !in_run) {
+			run = p;
+			in_run = true;
+		} else if (!clean && in_run) {
+			set_direct_map_collapse(pfn_to_page(run), p - run, true);
+			in_run = false;
+		}
+	}
+	for (p = find_next_bit(rmp_model_assigned, end, pfn); p < end;
+	     p = find_next_bit(rmp_model_assigned, end, p + 1))
+		if (!rmp_model_is_huge(p) &&
+		    rmp_model_direct_map_level(p) > PG_LEVEL_4K)
+			rmp_model_violation("4K-assigned pfn %#llx mapped large in the direct map after a collapse\n",
+					    p);
+}
+
 /**
  * kvm_rmp_model_reclaim - sev_gmem_make_shared() on the model
  * @pfn: first pfn of the block
@@ -453,6 +501,8 @@ bool kvm_rmp_model_reclaim(kvm_pfn_t pfn, kvm_pfn_t nr_pages, int *err)
 	mutex_lock(&rmp_model_lock);
 	if (hugetlb && !folio->mapping) {
 		n = rmp_model_sweep_folio(folio);
+		rmp_model_restore_direct_map(folio_pfn(folio),
+					     folio_pfn(folio) + folio_nr_pages(folio));
 		goto out;
 	}
 	n = rmp_model_count_assigned(pfn, end);
@@ -503,6 +553,7 @@ bool kvm_rmp_model_reclaim(kvm_pfn_t pfn, kvm_pfn_t nr_pages, int *err)
 		pfn += use_2m_update ? RMP_REGION_PAGES : 1;
 		cond_resched();
 	}
+	rmp_model_restore_direct_map(end - nr_pages, end);
 out:
 	mutex_unlock(&rmp_model_lock);
 	return n;
@@ -574,6 +625,39 @@ static int rmp_model_violations_get(void *data, u64 *val)
 DEFINE_DEBUGFS_ATTRIBUTE(rmp_model_violations_fops, rmp_model_violations_get,
 			 NULL, "%llu\n");
 
+/*
+ * host_read: write a pfn, then read what the host kernel finds there
+ * through the direct map: -14 (-EFAULT) if the read faults (the page is
+ * out of the direct map), else 0 if the page reads as zeroes and 1 if not.
+ */
+static unsigned long rmp_model_host_read_pfn;
+
+static int rmp_model_host_read_get(void *data, u64 *val)
+{
+	unsigned long pfn = READ_ONCE(rmp_model_host_read_pfn);
+	void *buf;
+
+	if (!pfn_valid(pfn) || pfn >= max_pfn)
+		return -EINVAL;
+	buf = kmalloc(PAGE_SIZE, GFP_KERNEL);
+	if (!buf)
+		return -ENOMEM;
+	if (copy_from_kernel_nofault(buf, pfn_to_kaddr(pfn), PAGE_SIZE))
+		*val = (u64)-EFAULT;
+	else
+		*val = !!memchr_inv(buf, 0, PAGE_SIZE);
+	kfree(buf);
+	return 0;
+}
+
+static int rmp_model_host_read_set(void *data, u64 val)
+{
+	WRITE_ONCE(rmp_model_host_read_pfn, val);
+	return 0;
+}
+DEFINE_DEBUGFS_ATTRIBUTE(rmp_model_host_read_fops, rmp_model_host_read_get,
+			 rmp_model_host_read_set, "%lld\n");
+
 static int __init kvm_rmp_model_init(void)
 {
 	struct dentry *dir;
@@ -618,6 +702,8 @@ static int __init kvm_rmp_model_init(void)
 	debugfs_create_ulong("direct_map_splits", 0444, dir, &rmp_model_splits);
 	debugfs_create_file("violations", 0444, dir, NULL,
 			    &rmp_model_violations_fops);
+	debugfs_create_file("host_read", 0600, dir, NULL,
+			    &rmp_model_host_read_fops);
 	WRITE_ONCE(rmp_model_ready, true);
 	pr_info("ready, mode %s for new software-protected VMs\n",
 		rmp_model_modes[READ_ONCE(rmp_model_mode)]);
