@@ -17,6 +17,11 @@
  *          (kvm_gmem_invalidate), the vCPU's faults.
  *  meta:   fdinfo hugetlb_metadata_bytes per GiB: created, allocated, and
  *          with a 4K hole in every hugepage.
+ *  dmap:   a 4K punch and the free of a guest-touched 2M and 1G hugepage
+ *          of a GUEST_MEMFD_FLAG_NO_DIRECT_MAP file (zeroed through a
+ *          temporary mapping; wiped, mapped back and collapsed) against
+ *          the same without the flag, with the VM's one vCPU and with 8
+ *          more vCPUs busy in another guest; DirectMap4k/2M/1G.
  *
  * Identical runs differ by tens of percent under an emulator: each timed
  * row is the best of -r repetitions, with their spread ((slowest -
@@ -894,6 +899,187 @@ static void bench_punch(void)
 }
 
 /* ------------------------------------------------------------------------ */
+/* dmap                                                                     */
+/* ------------------------------------------------------------------------ */
+
+#define DMAP_PUNCHES	64
+#define DMAP_BUSY	8
+
+/* Another guest whose vCPUs keep busy until stopped. */
+struct busy_guest {
+	struct kvm_vm *vm;
+	struct kvm_vcpu *vcpu[DMAP_BUSY];
+	pthread_t thread[DMAP_BUSY];
+};
+
+static void guest_spin(void)
+{
+	u64 i;
+
+	for (;;) {
+		for (i = 0; i < 100000; i++)
+			cpu_relax();
+		GUEST_SYNC(0);
+	}
+}
+
+static volatile bool busy_stopping;
+
+static void *busy_vcpu_fn(void *arg)
+{
+	struct kvm_vcpu *vcpu = arg;
+
+	while (!busy_stopping)
+		vcpu_run(vcpu);
+	return NULL;
+}
+
+static void busy_start(struct busy_guest *bg)
+{
+	int i;
+
+	busy_stopping = false;
+	bg->vm = vm_create_with_vcpus(DMAP_BUSY, guest_spin, bg->vcpu);
+	for (i = 0; i < DMAP_BUSY; i++)
+		pthread_create(&bg->thread[i], NULL, busy_vcpu_fn, bg->vcpu[i]);
+}
+
+static void busy_stop(struct busy_guest *bg)
+{
+	int i;
+
+	busy_stopping = true;
+	for (i = 0; i < DMAP_BUSY; i++)
+		pthread_join(bg->thread[i], NULL);
+	kvm_vm_free(bg->vm);
+}
+
+struct dmap_result {
+	struct timing punch, free;
+};
+
+/*
+ * A guest writes all of one hugepage of @b, with or without
+ * NO_DIRECT_MAP; then DMAP_PUNCHES 4K punches spread over it (the median
+ * counts) and the punch of the rest, which frees the hugepage.
+ */
+static void dmap_once(const struct backing *b, bool no_direct_map,
+		      struct dmap_result *res)
+{
+	struct gmem_guest_args args = { gmem_backing(b), b->page_size };
+	const u64 stride = b->page_size / SZ_4K / DMAP_PUNCHES;
+	double t[DMAP_PUNCHES], start;
+	struct gmem_guest g;
+	int i;
+
+	if (no_direct_map)
+		args.backing.flags |= GUEST_MEMFD_FLAG_NO_DIRECT_MAP;
+	gmem_guest_create(&g, guest_touch, &args);
+	vcpu_args_set(g.vcpu, 2, g.gpa, b->page_size);
+	gmem_guest_run(g.vcpu, 1);
+	gmem_guest_run(g.vcpu, 0);
+
+	for (i = 0; i < DMAP_PUNCHES; i++) {
+		start = now_seconds();
+		gmem_punch(g.fd, (i * stride + 1) * SZ_4K, SZ_4K);
+		t[i] = now_seconds() - start;
+	}
+	qsort(t, DMAP_PUNCHES, sizeof(t[0]), cmp_double);
+	timing_add(&res->punch, t[DMAP_PUNCHES / 2]);
+
+	start = now_seconds();
+	gmem_punch(g.fd, 0, b->page_size);
+	timing_add(&res->free, now_seconds() - start);
+	gmem_guest_destroy(&g);
+}
+
+static void dmap_print_directmap(const char *when)
+{
+	char key[64];
+	u64 val;
+	FILE *f = fopen("/proc/meminfo", "r");
+
+	TEST_ASSERT(f, "can't open /proc/meminfo");
+	printf("DirectMap %s:", when);
+	while (fscanf(f, "%63s %lu kB", key, &val) == 2) {
+		if (!strncmp(key, "DirectMap", 9))
+			printf(" %s %lu kB", key + 9, val);
+	}
+	printf("\n");
+	fclose(f);
+}
+
+static void bench_dmap(void)
+{
+	struct busy_guest bg;
+	int i, load, nd, r;
+
+	printf("\n== dmap: GUEST_MEMFD_FLAG_NO_DIRECT_MAP against the same file without it:\n"
+	       "   a 4K punch (median of %d) and the free of the hugepage (best of %d;\n"
+	       "   times in us)\n", DMAP_PUNCHES, reps);
+	kernel_line();
+	dmap_print_directmap("before");
+	printf("%-6s %-16s %-16s %10s %10s %10s %10s\n", "region", "load", "file",
+	       "punch", "free", "punch/-", "free/-");
+	for (i = 1; i < NR_BACKINGS; i++) {
+		const struct backing *b = &backings[i];
+		const char *region = b->page_size == SZ_1G ? "1G" : "2M";
+		struct kvm_vm *vm;
+		const char *why;
+		bool ok;
+
+		if (!selected[i])
+			continue;
+		why = unusable(b, b->page_size);
+		vm = gmem_vm_create_barebones();
+		ok = vm_guest_memfd_flags_valid(vm, gmem_backing(b).flags |
+						GUEST_MEMFD_FLAG_NO_DIRECT_MAP);
+		kvm_vm_free(vm);
+		if (!why && !ok)
+			why = "no GUEST_MEMFD_FLAG_NO_DIRECT_MAP";
+		if (why) {
+			printf("%-6s skipped: %s\n", region, why);
+			continue;
+		}
+		for (load = 0; load < 2; load++) {
+			struct dmap_result res[2] = {};
+			const char *lname = load ? "8 busy vCPUs" : "idle";
+
+			if (load)
+				busy_start(&bg);
+			for (nd = 0; nd < 2; nd++) {
+				timing_init(&res[nd].punch);
+				timing_init(&res[nd].free);
+			}
+			/* Interleaved, so that drift hits both alike. */
+			for (r = 0; r < reps; r++)
+				for (nd = 0; nd < 2; nd++)
+					dmap_once(b, nd, &res[nd]);
+			if (load)
+				busy_stop(&bg);
+			for (nd = 0; nd < 2; nd++)
+				printf("%-6s %-16s %-16s %10.1f %10.1f %10.3f %10.3f\n",
+				       region, lname, nd ? "no-direct-map" : "direct map",
+				       res[nd].punch.min * 1e6, res[nd].free.min * 1e6,
+				       res[nd].punch.min / res[0].punch.min,
+				       res[nd].free.min / res[0].free.min);
+			bench_data("ratio", "dmap-punch-%s-%s %.4f", region,
+				   load ? "busy" : "idle",
+				   res[1].punch.min / res[0].punch.min);
+			bench_data("ratio", "dmap-free-%s-%s %.4f", region,
+				   load ? "busy" : "idle",
+				   res[1].free.min / res[0].free.min);
+		}
+	}
+	dmap_print_directmap("after");
+	printf("punch: a 4K punch of a guest-touched hugepage (zeroes the subpage: through\n"
+	       "a per-CPU temporary mapping with the flag); free: the punch that frees the\n"
+	       "hugepage (with the flag: wipe, map back, collapse); punch/-, free/-: against\n"
+	       "the file without the flag in the same load; busy: %d vCPUs of another guest\n"
+	       "spin meanwhile\n", DMAP_BUSY);
+}
+
+/* ------------------------------------------------------------------------ */
 /* meta                                                                     */
 /* ------------------------------------------------------------------------ */
 
@@ -949,7 +1135,7 @@ static void help(const char *name)
 {
 	printf("usage: %s [-h] [-p] [-V] [-s sections] [-b backings] [-m MiB] [-n GiB,...]\n"
 	       "       [-r N] [-P N]\n\n", name);
-	printf(" -s: sections among touch, falloc (or alloc), punch, meta (default: all)\n"
+	printf(" -s: sections among touch, falloc (or alloc), punch, meta, dmap (default: all)\n"
 	       " -b: backings among 4k, 2m, 1g (default: all)\n"
 	       " -m: memory of the touch table in MiB, rounded up to GiB (default: 1024)\n"
 	       " -n: file sizes in GiB of the growing rows (default: 1,2,4; empty: none)\n"
@@ -973,7 +1159,7 @@ static bool in_list(const char *list, const char *word)
 
 int main(int argc, char *argv[])
 {
-	const char *sections = "touch,falloc,punch,meta", *list;
+	const char *sections = "touch,falloc,punch,meta,dmap", *list;
 	char *end;
 	int i, opt;
 
@@ -1036,5 +1222,7 @@ int main(int argc, char *argv[])
 		bench_punch();
 	if (in_list(sections, "meta"))
 		bench_meta();
+	if (in_list(sections, "dmap"))
+		bench_dmap();
 	return 0;
 }
