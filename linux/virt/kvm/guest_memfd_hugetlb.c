@@ -348,12 +348,14 @@ static struct folio *kvm_gmem_hugetlb_alloc(struct kvm_gmem_hugetlb *hg,
 	/* The pool's folio was just zeroed. */
 	kvm_arch_gmem_host_write(folio_pfn(folio), folio_nr_pages(folio));
 	/*
-	 * Note its gigabyte for the direct-map collapse at destruction; with
-	 * no memory for that, the gigabyte may stay split in 2M pages.
+	 * Note its gigabyte for the direct-map collapse at destruction.  A
+	 * file's folios fill few gigabytes, a few xarray nodes: that small
+	 * allocation may not fail, so that the direct map is as before when
+	 * the file is gone.
 	 */
 	if (huge_page_shift(hg->h) < PUD_SHIFT)
 		xa_store(&hg->gigs, folio_pfn(folio) >> (PUD_SHIFT - PAGE_SHIFT),
-			 xa_mk_value(0), GFP_KERNEL_ACCOUNT);
+			 xa_mk_value(0), GFP_KERNEL_ACCOUNT | __GFP_NOFAIL);
 
 	spin_lock(&hg->lock);
 	if (released)

@@ -41,6 +41,11 @@ struct guest_memfd_backing {
  */
 #define GUEST_MEMFD_HUGETLB_EXCLUDES	(GUEST_MEMFD_FLAG_MMAP | \
 					 GUEST_MEMFD_FLAG_INIT_SHARED)
+/*
+ * Flags that KVM accepts only together with GUEST_MEMFD_FLAG_HUGETLB: only
+ * hugetlb files leave the direct map.
+ */
+#define GUEST_MEMFD_HUGETLB_ONLY	GUEST_MEMFD_FLAG_NO_DIRECT_MAP
 
 int __vm_create_guest_memfd_backing(struct kvm_vm *vm, u64 size,
 				    struct guest_memfd_backing backing);

@@ -138,8 +138,9 @@ const char *guest_memfd_backing_str(struct guest_memfd_backing backing)
 
 /*
  * Whether KVM_CREATE_GUEST_MEMFD with @flags should succeed on @vm: every
- * flag reported by KVM_CAP_GUEST_MEMFD_FLAGS for the VM, and none of
- * GUEST_MEMFD_HUGETLB_EXCLUDES together with GUEST_MEMFD_FLAG_HUGETLB.
+ * flag reported by KVM_CAP_GUEST_MEMFD_FLAGS for the VM, none of
+ * GUEST_MEMFD_HUGETLB_EXCLUDES together with GUEST_MEMFD_FLAG_HUGETLB, and
+ * none of GUEST_MEMFD_HUGETLB_ONLY without it.
  */
 bool vm_guest_memfd_flags_valid(struct kvm_vm *vm, u64 flags)
 {
@@ -147,8 +148,9 @@ bool vm_guest_memfd_flags_valid(struct kvm_vm *vm, u64 flags)
 
 	if (flags & ~valid)
 		return false;
-	return !((flags & GUEST_MEMFD_FLAG_HUGETLB) &&
-		 (flags & GUEST_MEMFD_HUGETLB_EXCLUDES));
+	if (flags & GUEST_MEMFD_FLAG_HUGETLB)
+		return !(flags & GUEST_MEMFD_HUGETLB_EXCLUDES);
+	return !(flags & GUEST_MEMFD_HUGETLB_ONLY);
 }
 
 /* The same for the flags and the hugepage size of @backing. */
