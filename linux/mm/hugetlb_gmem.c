@@ -215,17 +215,25 @@ EXPORT_SYMBOL_FOR_KVM(hugetlb_gmem_fault_mutex);
 /*
  * Folios of a file out of the direct map (GUEST_MEMFD_FLAG_NO_DIRECT_MAP)
  * leave it as a whole when they are allocated and come back as a whole when
- * they are freed.  The kernel writes them meanwhile only to zero them, one
- * page at a time through a window of one page per CPU in vmalloc space,
- * kmap_local-style: mapped with preemption off, unmapped and flushed from
- * the local TLB only.  The window's page tables are allocated once, with
- * the first such file, so that zeroing past a punch's point of no return
- * cannot fail.  The count of such files keeps hibernation off: the image
- * would map the memory back page by page and save it.
+ * they are freed.  The kernel writes them meanwhile only to zero them,
+ * through a window of its own in vmalloc space on each CPU, kmap_local-style:
+ * mapped with preemption off, unmapped and flushed from the local TLB only.
+ * A window has a 4K page, for punched subpages, and a 2M page, for whole 2M
+ * blocks (one TLB entry, one flush).  The windows' page tables are allocated
+ * once, with the first such file, so that zeroing past a punch's point of
+ * no return cannot fail.  The count of such files keeps hibernation off:
+ * the image would map the memory back page by page and save it.
  */
+struct hugetlb_gmem_window {
+	unsigned long addr;	/* of the 4K page */
+	pte_t *pte;
+	unsigned long addr_2m;	/* of the 2M page */
+	pmd_t *pmd;
+};
+
 static DEFINE_MUTEX(hugetlb_gmem_window_lock);
-static void *hugetlb_gmem_window;
-static DEFINE_PER_CPU(pte_t *, hugetlb_gmem_window_pte);
+static bool hugetlb_gmem_window_ready;
+static DEFINE_PER_CPU(struct hugetlb_gmem_window, hugetlb_gmem_window);
 static atomic_long_t hugetlb_gmem_no_direct_map_files;
 
 static int hugetlb_gmem_window_note_pte(pte_t *pte, unsigned long addr,
@@ -233,45 +241,89 @@ static int hugetlb_gmem_window_note_pte(pte_t *pte, unsigned long addr,
 {
 	unsigned int cpu = (addr - (unsigned long)base) >> PAGE_SHIFT;
 
-	if (cpu_possible(cpu))
-		per_cpu(hugetlb_gmem_window_pte, cpu) = pte;
+	if (cpu_possible(cpu)) {
+		per_cpu_ptr(&hugetlb_gmem_window, cpu)->addr = addr;
+		per_cpu_ptr(&hugetlb_gmem_window, cpu)->pte = pte;
+	}
 	return 0;
+}
+
+/* The PMD entry of kernel address @addr, its upper tables allocated. */
+static pmd_t *hugetlb_gmem_window_pmd(unsigned long addr)
+{
+	pgd_t *pgd = pgd_offset_k(addr);
+	p4d_t *p4d;
+	pud_t *pud;
+
+	p4d = p4d_alloc(&init_mm, pgd, addr);
+	if (!p4d)
+		return NULL;
+	pud = pud_alloc(&init_mm, p4d, addr);
+	if (!pud)
+		return NULL;
+	return pmd_alloc(&init_mm, pud, addr);
+}
+
+static int hugetlb_gmem_window_init(void)
+{
+	unsigned long size = nr_cpu_ids * PAGE_SIZE, base_2m;
+	struct vm_struct *area, *area_2m;
+	unsigned int cpu;
+	int err = -ENOMEM;
+
+	lockdep_assert_held(&hugetlb_gmem_window_lock);
+	area = get_vm_area(size, VM_MAP);
+	if (!area)
+		return -ENOMEM;
+	/* One more 2M, so that 2M-aligned windows fit. */
+	area_2m = get_vm_area((nr_cpu_ids + 1) * PMD_SIZE, VM_MAP);
+	if (!area_2m)
+		goto err_area;
+	err = apply_to_page_range(&init_mm, (unsigned long)area->addr, size,
+				  hugetlb_gmem_window_note_pte, area->addr);
+	if (err)
+		goto err_area_2m;
+	base_2m = ALIGN((unsigned long)area_2m->addr, PMD_SIZE);
+	for_each_possible_cpu(cpu) {
+		struct hugetlb_gmem_window *w = per_cpu_ptr(&hugetlb_gmem_window,
+							    cpu);
+
+		w->addr_2m = base_2m + cpu * PMD_SIZE;
+		w->pmd = hugetlb_gmem_window_pmd(w->addr_2m);
+		if (!w->pmd) {
+			err = -ENOMEM;
+			goto err_area_2m;
+		}
+	}
+	hugetlb_gmem_window_ready = true;
+	return 0;
+
+err_area_2m:
+	free_vm_area(area_2m);
+err_area:
+	free_vm_area(area);
+	return err;
 }
 
 /**
  * hugetlb_gmem_no_direct_map_get - a file's folios will leave the direct map
  *
- * Sets up the zeroing window the first time and keeps hibernation off
+ * Sets up the zeroing windows the first time and keeps hibernation off
  * until hugetlb_gmem_no_direct_map_put().
  *
- * Return: 0, or -ENOMEM if the window could not be set up, or -EOPNOTSUPP
+ * Return: 0, or -ENOMEM if the windows could not be set up, or -EOPNOTSUPP
  * where the direct map cannot be changed.
  */
 int hugetlb_gmem_no_direct_map_get(void)
 {
-	unsigned long size = nr_cpu_ids * PAGE_SIZE;
-	struct vm_struct *area;
 	int err = 0;
 
 	if (!can_set_direct_map())
 		return -EOPNOTSUPP;
 
 	mutex_lock(&hugetlb_gmem_window_lock);
-	if (hugetlb_gmem_window)
-		goto out;
-	area = get_vm_area(size, VM_MAP);
-	if (!area) {
-		err = -ENOMEM;
-		goto out;
-	}
-	err = apply_to_page_range(&init_mm, (unsigned long)area->addr, size,
-				  hugetlb_gmem_window_note_pte, area->addr);
-	if (err) {
-		free_vm_area(area);
-		goto out;
-	}
-	hugetlb_gmem_window = area->addr;
-out:
+	if (!hugetlb_gmem_window_ready)
+		err = hugetlb_gmem_window_init();
 	if (!err)
 		atomic_long_inc(&hugetlb_gmem_no_direct_map_files);
 	mutex_unlock(&hugetlb_gmem_window_lock);
@@ -300,20 +352,33 @@ bool hugetlb_gmem_no_direct_map_active(void)
 	return atomic_long_read(&hugetlb_gmem_no_direct_map_files);
 }
 
-/* Zero a page that is out of the direct map, through this CPU's window. */
+/* Zero a page out of the direct map, through this CPU's 4K window. */
 static void hugetlb_gmem_clear_unmapped(struct page *page)
 {
-	unsigned long addr;
-	pte_t *pte;
+	struct hugetlb_gmem_window *w;
 
 	preempt_disable();
-	pte = this_cpu_read(hugetlb_gmem_window_pte);
-	addr = (unsigned long)hugetlb_gmem_window +
-	       smp_processor_id() * PAGE_SIZE;
-	set_pte(pte, mk_pte(page, PAGE_KERNEL));
-	clear_page((void *)addr);
-	pte_clear(&init_mm, addr, pte);
-	flush_tlb_one_kernel(addr);
+	w = this_cpu_ptr(&hugetlb_gmem_window);
+	set_pte(w->pte, mk_pte(page, PAGE_KERNEL));
+	clear_page((void *)w->addr);
+	pte_clear(&init_mm, w->addr, w->pte);
+	flush_tlb_one_kernel(w->addr);
+	preempt_enable();
+}
+
+/* Zero a 2M-aligned 2M block out of the direct map: this CPU's 2M window. */
+static void hugetlb_gmem_clear_unmapped_2m(struct page *page)
+{
+	struct hugetlb_gmem_window *w;
+	unsigned long off;
+
+	preempt_disable();
+	w = this_cpu_ptr(&hugetlb_gmem_window);
+	set_pmd(w->pmd, pfn_pmd(page_to_pfn(page), PAGE_KERNEL_LARGE));
+	for (off = 0; off < PMD_SIZE; off += PAGE_SIZE)
+		clear_page((void *)(w->addr_2m + off));
+	pmd_clear(w->pmd);
+	flush_tlb_one_kernel(w->addr_2m);
 	preempt_enable();
 }
 
@@ -323,20 +388,25 @@ static void hugetlb_gmem_clear_unmapped(struct page *page)
  * @start: the first subpage
  * @nr: the number of subpages
  *
- * Zeroes through the direct map, or through a temporary mapping of one
- * page at a time if the folio is out of it: cannot fail.
+ * Zeroes through the direct map or, if the folio is out of it, through a
+ * temporary mapping of each 2M block or page: cannot fail.
  */
 void hugetlb_gmem_clear_pages(struct folio *folio, unsigned long start,
 			      unsigned long nr)
 {
 	bool unmapped = folio_test_hugetlb_no_direct_map(folio);
-	unsigned long i;
+	unsigned long i = start, end = start + nr;
 
-	for (i = start; i < start + nr; i++) {
-		if (unmapped)
-			hugetlb_gmem_clear_unmapped(folio_page(folio, i));
-		else
-			clear_highpage(folio_page(folio, i));
+	while (i < end) {
+		if (!unmapped) {
+			clear_highpage(folio_page(folio, i++));
+		} else if (IS_ALIGNED(i, PTRS_PER_PMD) &&
+			   end - i >= PTRS_PER_PMD) {
+			hugetlb_gmem_clear_unmapped_2m(folio_page(folio, i));
+			i += PTRS_PER_PMD;
+		} else {
+			hugetlb_gmem_clear_unmapped(folio_page(folio, i++));
+		}
 		cond_resched();
 	}
 }
