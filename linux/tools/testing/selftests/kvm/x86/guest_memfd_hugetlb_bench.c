@@ -955,13 +955,13 @@ static void busy_stop(struct busy_guest *bg)
 }
 
 struct dmap_result {
-	struct timing punch, free;
+	struct timing alloc, punch, free;
 };
 
 /*
- * A guest writes all of one hugepage of @b, with or without
- * NO_DIRECT_MAP; then DMAP_PUNCHES 4K punches spread over it (the median
- * counts) and the punch of the rest, which frees the hugepage.
+ * One hugepage of @b, with or without NO_DIRECT_MAP, allocated by
+ * fallocate() and written by a guest; then DMAP_PUNCHES 4K punches spread
+ * over it (the median counts) and the punch of the rest, which frees it.
  */
 static void dmap_once(const struct backing *b, bool no_direct_map,
 		      struct dmap_result *res)
@@ -975,6 +975,9 @@ static void dmap_once(const struct backing *b, bool no_direct_map,
 	if (no_direct_map)
 		args.backing.flags |= GUEST_MEMFD_FLAG_NO_DIRECT_MAP;
 	gmem_guest_create(&g, guest_touch, &args);
+	start = now_seconds();
+	gmem_allocate(g.fd, 0, b->page_size);
+	timing_add(&res->alloc, now_seconds() - start);
 	vcpu_args_set(g.vcpu, 2, g.gpa, b->page_size);
 	gmem_guest_run(g.vcpu, 1);
 	gmem_guest_run(g.vcpu, 0);
@@ -1022,8 +1025,9 @@ static void bench_dmap(void)
 	if (gmem_rmp_model_set("off"))
 		printf("RMP model off for these VMs\n");
 	dmap_print_directmap("before");
-	printf("%-6s %-16s %-16s %10s %10s %10s %10s\n", "region", "load", "file",
-	       "punch", "free", "punch/-", "free/-");
+	printf("%-6s %-13s %-14s %10s %10s %10s %8s %8s %8s %8s\n", "region",
+	       "load", "file", "alloc", "punch", "free", "alloc/-", "punch/-",
+	       "free/-", "a+f/-");
 	for (i = 1; i < NR_BACKINGS; i++) {
 		const struct backing *b = &backings[i];
 		const char *region = b->page_size == SZ_1G ? "1G" : "2M";
@@ -1051,6 +1055,7 @@ static void bench_dmap(void)
 			if (load)
 				busy_start(&bg);
 			for (nd = 0; nd < 2; nd++) {
+				timing_init(&res[nd].alloc);
 				timing_init(&res[nd].punch);
 				timing_init(&res[nd].free);
 			}
@@ -1061,26 +1066,36 @@ static void bench_dmap(void)
 			if (load)
 				busy_stop(&bg);
 			for (nd = 0; nd < 2; nd++)
-				printf("%-6s %-16s %-16s %10.1f %10.1f %10.3f %10.3f\n",
+				printf("%-6s %-13s %-14s %10.1f %10.1f %10.1f %8.3f %8.3f %8.3f %8.3f\n",
 				       region, lname, nd ? "no-direct-map" : "direct map",
-				       res[nd].punch.min * 1e6, res[nd].free.min * 1e6,
+				       res[nd].alloc.min * 1e6, res[nd].punch.min * 1e6,
+				       res[nd].free.min * 1e6,
+				       res[nd].alloc.min / res[0].alloc.min,
 				       res[nd].punch.min / res[0].punch.min,
-				       res[nd].free.min / res[0].free.min);
+				       res[nd].free.min / res[0].free.min,
+				       (res[nd].alloc.min + res[nd].free.min) /
+				       (res[0].alloc.min + res[0].free.min));
 			bench_data("ratio", "dmap-punch-%s-%s %.4f", region,
 				   load ? "busy" : "idle",
 				   res[1].punch.min / res[0].punch.min);
 			bench_data("ratio", "dmap-free-%s-%s %.4f", region,
 				   load ? "busy" : "idle",
 				   res[1].free.min / res[0].free.min);
+			bench_data("ratio", "dmap-alloc+free-%s-%s %.4f", region,
+				   load ? "busy" : "idle",
+				   (res[1].alloc.min + res[1].free.min) /
+				   (res[0].alloc.min + res[0].free.min));
 		}
 	}
 	dmap_print_directmap("after");
 	gmem_rmp_model_set(NULL);
-	printf("punch: a 4K punch of a guest-touched hugepage (zeroes the subpage: through\n"
-	       "a per-CPU temporary mapping with the flag); free: the punch that frees the\n"
-	       "hugepage (with the flag: wipe, map back, collapse); punch/-, free/-: against\n"
-	       "the file without the flag in the same load; busy: %d vCPUs of another guest\n"
-	       "spin meanwhile\n", DMAP_BUSY);
+	printf("alloc: fallocate() of the hugepage (zeroes it; with the flag, then takes it\n"
+	       "out of the direct map); punch: a 4K punch of the guest-touched hugepage\n"
+	       "(zeroes the subpage: through a per-CPU temporary mapping with the flag);\n"
+	       "free: the punch that frees it (with the flag: wipe, map back, collapse;\n"
+	       "without, the next allocation zeroes it: compare a+f, alloc + free);\n"
+	       "x/-: against the file without the flag in the same load; busy: %d vCPUs\n"
+	       "of another guest spin meanwhile\n", DMAP_BUSY);
 }
 
 /* ------------------------------------------------------------------------ */
