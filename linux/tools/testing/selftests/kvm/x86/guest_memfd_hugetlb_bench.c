@@ -923,13 +923,13 @@ static void guest_spin(void)
 	}
 }
 
-static volatile bool busy_stopping;
+static bool busy_stopping;
 
 static void *busy_vcpu_fn(void *arg)
 {
 	struct kvm_vcpu *vcpu = arg;
 
-	while (!busy_stopping)
+	while (!READ_ONCE(busy_stopping))
 		vcpu_run(vcpu);
 	return NULL;
 }
@@ -938,7 +938,7 @@ static void busy_start(struct busy_guest *bg)
 {
 	int i;
 
-	busy_stopping = false;
+	WRITE_ONCE(busy_stopping, false);
 	bg->vm = vm_create_with_vcpus(DMAP_BUSY, guest_spin, bg->vcpu);
 	for (i = 0; i < DMAP_BUSY; i++)
 		pthread_create(&bg->thread[i], NULL, busy_vcpu_fn, bg->vcpu[i]);
@@ -948,7 +948,7 @@ static void busy_stop(struct busy_guest *bg)
 {
 	int i;
 
-	busy_stopping = true;
+	WRITE_ONCE(busy_stopping, true);
 	for (i = 0; i < DMAP_BUSY; i++)
 		pthread_join(bg->thread[i], NULL);
 	kvm_vm_free(bg->vm);
