@@ -224,6 +224,11 @@ EXPORT_SYMBOL_FOR_KVM(hugetlb_gmem_fault_mutex);
  * no return cannot fail.  The count of such files keeps hibernation off:
  * the image would map the memory back page by page and save it.
  */
+static atomic_long_t hugetlb_gmem_no_direct_map_files;
+static DEFINE_MUTEX(hugetlb_gmem_window_lock);
+static bool hugetlb_gmem_window_ready;
+
+#ifdef CONFIG_X86_64
 struct hugetlb_gmem_window {
 	unsigned long addr;	/* of the 4K page */
 	pte_t *pte;
@@ -231,10 +236,7 @@ struct hugetlb_gmem_window {
 	pmd_t *pmd;
 };
 
-static DEFINE_MUTEX(hugetlb_gmem_window_lock);
-static bool hugetlb_gmem_window_ready;
 static DEFINE_PER_CPU(struct hugetlb_gmem_window, hugetlb_gmem_window);
-static atomic_long_t hugetlb_gmem_no_direct_map_files;
 
 static int hugetlb_gmem_window_note_pte(pte_t *pte, unsigned long addr,
 					void *base)
@@ -258,10 +260,16 @@ static pmd_t *hugetlb_gmem_window_pmd(unsigned long addr)
 	p4d = p4d_alloc(&init_mm, pgd, addr);
 	if (!p4d)
 		return NULL;
+	pmd_t *pmd;
+
 	pud = pud_alloc(&init_mm, p4d, addr);
 	if (!pud)
 		return NULL;
-	return pmd_alloc(&init_mm, pud, addr);
+	pmd = pmd_alloc(&init_mm, pud, addr);
+	/* A page table left by earlier vmalloc use goes, flushed. */
+	if (pmd && !pmd_none(*pmd) && !pmd_free_pte_page(pmd, addr))
+		return NULL;
+	return pmd;
 }
 
 static int hugetlb_gmem_window_init(void)
@@ -304,6 +312,53 @@ err_area:
 	free_vm_area(area);
 	return err;
 }
+
+/* Zero a page out of the direct map, through this CPU's 4K window. */
+static void hugetlb_gmem_clear_unmapped(struct page *page)
+{
+	struct hugetlb_gmem_window *w;
+
+	preempt_disable();
+	w = this_cpu_ptr(&hugetlb_gmem_window);
+	set_pte(w->pte, mk_pte(page, PAGE_KERNEL));
+	clear_page((void *)w->addr);
+	pte_clear(&init_mm, w->addr, w->pte);
+	flush_tlb_one_kernel(w->addr);
+	preempt_enable();
+}
+
+/* Zero a 2M-aligned 2M block out of the direct map: this CPU's 2M window. */
+static void hugetlb_gmem_clear_unmapped_2m(struct page *page)
+{
+	struct hugetlb_gmem_window *w;
+	unsigned long off;
+
+	preempt_disable();
+	w = this_cpu_ptr(&hugetlb_gmem_window);
+	set_pmd(w->pmd, pfn_pmd(page_to_pfn(page), PAGE_KERNEL_LARGE));
+	for (off = 0; off < PMD_SIZE; off += PAGE_SIZE)
+		clear_page((void *)(w->addr_2m + off));
+	pmd_clear(w->pmd);
+	flush_tlb_one_kernel(w->addr_2m);
+	preempt_enable();
+}
+#else
+/* No window: hugetlb_gmem_no_direct_map_get() refuses. */
+static int hugetlb_gmem_window_init(void)
+{
+	return -EOPNOTSUPP;
+}
+
+static void hugetlb_gmem_clear_unmapped(struct page *page)
+{
+	WARN_ON_ONCE(1);
+}
+
+static void hugetlb_gmem_clear_unmapped_2m(struct page *page)
+{
+	WARN_ON_ONCE(1);
+}
+#endif /* CONFIG_X86_64 */
 
 /**
  * hugetlb_gmem_no_direct_map_get - a file's folios will leave the direct map
@@ -352,36 +407,6 @@ bool hugetlb_gmem_no_direct_map_active(void)
 	return atomic_long_read(&hugetlb_gmem_no_direct_map_files);
 }
 
-/* Zero a page out of the direct map, through this CPU's 4K window. */
-static void hugetlb_gmem_clear_unmapped(struct page *page)
-{
-	struct hugetlb_gmem_window *w;
-
-	preempt_disable();
-	w = this_cpu_ptr(&hugetlb_gmem_window);
-	set_pte(w->pte, mk_pte(page, PAGE_KERNEL));
-	clear_page((void *)w->addr);
-	pte_clear(&init_mm, w->addr, w->pte);
-	flush_tlb_one_kernel(w->addr);
-	preempt_enable();
-}
-
-/* Zero a 2M-aligned 2M block out of the direct map: this CPU's 2M window. */
-static void hugetlb_gmem_clear_unmapped_2m(struct page *page)
-{
-	struct hugetlb_gmem_window *w;
-	unsigned long off;
-
-	preempt_disable();
-	w = this_cpu_ptr(&hugetlb_gmem_window);
-	set_pmd(w->pmd, pfn_pmd(page_to_pfn(page), PAGE_KERNEL_LARGE));
-	for (off = 0; off < PMD_SIZE; off += PAGE_SIZE)
-		clear_page((void *)(w->addr_2m + off));
-	pmd_clear(w->pmd);
-	flush_tlb_one_kernel(w->addr_2m);
-	preempt_enable();
-}
-
 /**
  * hugetlb_gmem_clear_pages - zero subpages of a guest_memfd folio
  * @folio: a folio of hugetlb_gmem_alloc_folio()
@@ -420,7 +445,7 @@ static void hugetlb_gmem_map_folio(struct folio *folio)
 	/* The entries it cleared: no split, no allocation. */
 	WARN_ON_ONCE(set_direct_map_valid_noflush(folio_page(folio, 0), nr,
 						  true));
-	set_direct_map_collapse(folio_page(folio, 0), nr, false);
+	set_direct_map_collapse(folio_page(folio, 0), nr, 0);
 }
 
 /*
@@ -539,8 +564,12 @@ static void hugetlb_gmem_keep_folio(struct folio *folio)
 
 	lockdep_assert_held(&hugetlb_lock);
 	folio_get(folio);
+	folio_set_hugetlb_gmem(folio);
 	hugetlb_cgroup_uncharge_folio(hstate_index(h), pages_per_huge_page(h),
 				      folio);
+	/* Out of the direct map for good: hibernation stays off for good. */
+	if (folio_test_hugetlb_no_direct_map(folio))
+		atomic_long_inc(&hugetlb_gmem_no_direct_map_files);
 }
 
 /**
@@ -586,6 +615,26 @@ void hugetlb_gmem_remove_folio(struct folio *folio)
 }
 EXPORT_SYMBOL_FOR_KVM(hugetlb_gmem_remove_folio);
 
+/*
+ * Whether @folio, out of the page cache, is poisoned: then it is kept (if
+ * hugetlb_gmem_remove_folio() did not keep it already), never freed.
+ */
+static bool hugetlb_gmem_keep_poisoned(struct folio *folio)
+{
+	bool poisoned, keep;
+
+	spin_lock_irq(&hugetlb_lock);
+	poisoned = folio_test_hwpoison(folio);
+	keep = poisoned && !folio_test_hugetlb_gmem(folio);
+	if (keep)
+		hugetlb_gmem_keep_folio(folio);
+	spin_unlock_irq(&hugetlb_lock);
+	if (keep)
+		pr_info("guest_memfd: hugepage at pfn %#lx poisoned while it was freed, kept out of the pool\n",
+			folio_pfn(folio));
+	return poisoned;
+}
+
 /**
  * hugetlb_gmem_restore_direct_map - give a removed folio its direct map back
  * @folio: a folio that hugetlb_gmem_remove_folio() took out of the page
@@ -601,29 +650,27 @@ EXPORT_SYMBOL_FOR_KVM(hugetlb_gmem_remove_folio);
  */
 void hugetlb_gmem_restore_direct_map(struct folio *folio)
 {
-	bool keep;
+	unsigned long addr = (unsigned long)folio_address(folio);
 
 	might_sleep();
-	if (!folio_test_hugetlb_no_direct_map(folio) ||
-	    folio_test_hwpoison(folio))
+	if (!folio_test_hugetlb_no_direct_map(folio))
+		return;
+	/*
+	 * Poisoned: kept already by hugetlb_gmem_remove_folio(), or poisoned
+	 * since, when it was no longer guest_memfd's: keep it now.
+	 */
+	if (hugetlb_gmem_keep_poisoned(folio))
 		return;
 	hugetlb_gmem_clear_pages(folio, 0, folio_nr_pages(folio));
 	hugetlb_gmem_map_folio(folio);
 
-	/* memory_failure() sets the flag before it touches the mapping. */
-	spin_lock_irq(&hugetlb_lock);
-	keep = folio_test_hwpoison(folio);
-	if (keep)
-		hugetlb_gmem_keep_folio(folio);
-	spin_unlock_irq(&hugetlb_lock);
-	if (keep) {
-		unsigned long addr = (unsigned long)folio_address(folio);
-
-		set_direct_map_valid_noflush(folio_page(folio, 0),
-					     folio_nr_pages(folio), false);
+	/* memory_failure() marks the folio before it touches the mapping. */
+	if (hugetlb_gmem_keep_poisoned(folio)) {
+		if (set_direct_map_valid_noflush(folio_page(folio, 0),
+						 folio_nr_pages(folio), false))
+			pr_warn("guest_memfd: poisoned hugepage at pfn %#lx stays in the direct map\n",
+				folio_pfn(folio));
 		flush_tlb_kernel_range(addr, addr + folio_size(folio));
-		pr_info("guest_memfd: hugepage at pfn %#lx poisoned while it was freed, kept out of the pool\n",
-			folio_pfn(folio));
 		return;
 	}
 	folio_clear_hugetlb_no_direct_map(folio);
@@ -644,7 +691,8 @@ void hugetlb_gmem_collapse_direct_map(unsigned long pfn)
 {
 	if (!IS_ALIGNED(pfn, PUD_SIZE >> PAGE_SHIFT) || !pfn_valid(pfn))
 		return;
+	/* Only the 1G page: 2M regions of others are theirs to collapse. */
 	set_direct_map_collapse(pfn_to_page(pfn), PUD_SIZE >> PAGE_SHIFT,
-				false);
+				SET_DIRECT_MAP_COLLAPSE_1G_ONLY);
 }
 EXPORT_SYMBOL_FOR_KVM(hugetlb_gmem_collapse_direct_map);

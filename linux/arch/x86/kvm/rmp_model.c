@@ -454,7 +454,8 @@ static void rmp_model_restore_direct_map(kvm_pfn_t pfn, kvm_pfn_t end)
 			run = p;
 			in_run = true;
 		} else if (!clean && in_run) {
-			set_direct_map_collapse(pfn_to_page(run), p - run, true);
+			set_direct_map_collapse(pfn_to_page(run), p - run,
+						SET_DIRECT_MAP_COLLAPSE_4K);
 			in_run = false;
 		}
 	}
@@ -639,6 +640,10 @@ static int rmp_model_host_read_get(void *data, u64 *val)
 
 	if (!pfn_valid(pfn) || pfn >= max_pfn)
 		return -EINVAL;
+	/* Reading poison is a machine check, not a fault. */
+	if (PageHWPoison(pfn_to_page(pfn)) ||
+	    folio_test_hwpoison(pfn_folio(pfn)))
+		return -EHWPOISON;
 	buf = kmalloc(PAGE_SIZE, GFP_KERNEL);
 	if (!buf)
 		return -ENOMEM;
