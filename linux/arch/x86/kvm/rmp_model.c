@@ -501,9 +501,13 @@ bool kvm_rmp_model_reclaim(kvm_pfn_t pfn, kvm_pfn_t nr_pages, int *err)
 	hugetlb = folio_test_hugetlb(folio);
 	mutex_lock(&rmp_model_lock);
 	if (hugetlb && !folio->mapping) {
-		n = rmp_model_sweep_folio(folio);
+		/*
+		 * Before the sweep: on SNP the pages it leaks stay assigned,
+		 * and their regions split.
+		 */
 		rmp_model_restore_direct_map(folio_pfn(folio),
 					     folio_pfn(folio) + folio_nr_pages(folio));
+		n = rmp_model_sweep_folio(folio);
 		goto out;
 	}
 	n = rmp_model_count_assigned(pfn, end);

@@ -429,7 +429,7 @@ TEST_F_TIMEOUT(gmem_direct_map, no_direct_map_life, 900)
 /*
  * Under the RMP model in SEV-SNP mode, without NO_DIRECT_MAP: the 4K RMP
  * updates of a punch storm, its refill and conversions split the direct
- * map to 4K; reclaims and close map it large again.
+ * map to 4K; the reclaim of a 2M block and close map it large again.
  */
 TEST_F_TIMEOUT(gmem_direct_map, rmp_model_restore, 900)
 {
@@ -440,7 +440,7 @@ TEST_F_TIMEOUT(gmem_direct_map, rmp_model_restore, 900)
 		guest_memfd_hugetlb_backing(hpage), size,
 	};
 	u64 v0, v, splits0, splits;
-	struct dm_state mid, end;
+	struct dm_state mid, punched2m, end;
 
 	if (!gmem_rmp_model_get("violations", &v0) || !gmem_rmp_model_set("snp"))
 		SKIP(return, "no RMP model (CONFIG_KVM_SW_PROTECTED_VM_RMP_MODEL)");
@@ -469,6 +469,16 @@ TEST_F_TIMEOUT(gmem_direct_map, rmp_model_restore, 900)
 	dm_log(_metadata, "after the storm", &mid, &self->dm);
 	ASSERT_LT(splits0, splits) TH_LOG("no 4K RMP update split the direct map");
 	ASSERT_LT(self->dm.kb[0], mid.kb[0]);
+
+	/*
+	 * The reclaim of a whole 2M block (the first, split around the
+	 * refilled subpage 1) maps its region large at once, not at close.
+	 */
+	punch(&self->g, 0, SZ_2M);
+	dm_read(_metadata, &punched2m);
+	dm_log(_metadata, "after a 2M punch", &punched2m, &self->dm);
+	ASSERT_LT(mid.vm[COLLAPSES_2M], punched2m.vm[COLLAPSES_2M])
+		TH_LOG("the reclaim of a 2M block left its region split");
 
 	gmem_guest_destroy(&self->g);
 	dm_read(_metadata, &end);
