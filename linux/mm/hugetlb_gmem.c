@@ -256,12 +256,11 @@ static pmd_t *hugetlb_gmem_window_pmd(unsigned long addr)
 	pgd_t *pgd = pgd_offset_k(addr);
 	p4d_t *p4d;
 	pud_t *pud;
+	pmd_t *pmd;
 
 	p4d = p4d_alloc(&init_mm, pgd, addr);
 	if (!p4d)
 		return NULL;
-	pmd_t *pmd;
-
 	pud = pud_alloc(&init_mm, p4d, addr);
 	if (!pud)
 		return NULL;

@@ -651,7 +651,8 @@ static int rmp_model_host_read_get(void *data, u64 *val)
 	buf = kmalloc(PAGE_SIZE, GFP_KERNEL);
 	if (!buf)
 		return -ENOMEM;
-	if (copy_from_kernel_nofault(buf, pfn_to_kaddr(pfn), PAGE_SIZE))
+	/* Recovers from a fault and from poison that came meanwhile. */
+	if (copy_mc_to_kernel(buf, pfn_to_kaddr(pfn), PAGE_SIZE))
 		*val = (u64)-EFAULT;
 	else
 		*val = !!memchr_inv(buf, 0, PAGE_SIZE);
