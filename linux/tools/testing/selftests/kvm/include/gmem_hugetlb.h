@@ -255,6 +255,8 @@ int tracefs_write(const char *file, const char *str);
 
 /* An item of /proc/vmstat, or -1 if there is none of that name. */
 s64 vmstat_get(const char *name);
+/* /proc/meminfo DirectMap4k, DirectMap2M and DirectMap1G, in kB (0 if absent). */
+void direct_map_kb(u64 kb[3]);
 /*
  * Pages of struct page memory: HVO frees most of a hugepage's and undoing
  * it allocates them again, so the count stays while no hugepage is split.

@@ -987,6 +987,26 @@ s64 vmstat_get(const char *name)
 	return -1;
 }
 
+void direct_map_kb(u64 kb[3])
+{
+	static const char * const keys[] = {
+		"DirectMap4k:", "DirectMap2M:", "DirectMap1G:",
+	};
+	FILE *f = fopen("/proc/meminfo", "r");
+	char key[64];
+	u64 val;
+	int i;
+
+	TEST_ASSERT(f, "can't open /proc/meminfo: %s", strerror(errno));
+	memset(kb, 0, 3 * sizeof(*kb));
+	while (fscanf(f, "%63s %lu kB", key, &val) == 2) {
+		for (i = 0; i < 3; i++)
+			if (!strcmp(key, keys[i]))
+				kb[i] = val;
+	}
+	fclose(f);
+}
+
 u64 memmap_pages(void)
 {
 	s64 val = vmstat_get("nr_memmap_pages");

@@ -998,18 +998,11 @@ static void dmap_once(const struct backing *b, bool no_direct_map,
 
 static void dmap_print_directmap(const char *when)
 {
-	char key[64];
-	u64 val;
-	FILE *f = fopen("/proc/meminfo", "r");
+	u64 kb[3];
 
-	TEST_ASSERT(f, "can't open /proc/meminfo");
-	printf("DirectMap %s:", when);
-	while (fscanf(f, "%63s %lu kB", key, &val) == 2) {
-		if (!strncmp(key, "DirectMap", 9))
-			printf(" %s %lu kB", key + 9, val);
-	}
-	printf("\n");
-	fclose(f);
+	direct_map_kb(kb);
+	printf("DirectMap %s: 4k: %lu kB 2M: %lu kB 1G: %lu kB\n", when,
+	       kb[0], kb[1], kb[2]);
 }
 
 static void bench_dmap(void)

@@ -97,23 +97,9 @@ struct dm_state {
 
 static void dm_read(struct __test_metadata *_metadata, struct dm_state *s)
 {
-	static const char * const keys[] = {
-		"DirectMap4k:", "DirectMap2M:", "DirectMap1G:",
-	};
-	char key[64];
-	u64 val;
-	FILE *f;
 	int i;
 
-	memset(s, 0, sizeof(*s));
-	f = fopen("/proc/meminfo", "r");
-	ASSERT_NE(NULL, f);
-	while (fscanf(f, "%63s %lu kB", key, &val) == 2) {
-		for (i = 0; i < 3; i++)
-			if (!strcmp(key, keys[i]))
-				s->kb[i] = val;
-	}
-	fclose(f);
+	direct_map_kb(s->kb);
 	for (i = 0; i < NR_VMSTAT; i++) {
 		s64 v = vmstat_get(vmstat_keys[i]);
 
