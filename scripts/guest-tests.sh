@@ -88,7 +88,8 @@ run_one() {
 	# whatever the test before it set (a test killed by its timeout
 	# restores nothing).
 	[ -n "$rmp_mode0" ] && echo "$rmp_mode0" > /sys/module/kvm/parameters/rmp_model
-	for k in fail_make_shared fail_make_private fail_direct_map_split; do
+	for k in fail_make_shared fail_make_private fail_direct_map_split \
+		 fail_launch_update; do
 		[ -w "$rmp/$k" ] && echo 0 > "$rmp/$k"
 	done
 	before=$(pool_snapshot)

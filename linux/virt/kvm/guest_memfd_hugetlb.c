@@ -948,7 +948,7 @@ static int kvm_gmem_hugetlb_max_order(struct kvm_gmem_hugetlb *hg,
  * @slot: the memslot bound to the file at @index
  * @index: the faulting page index
  * @pfn: gets the pfn of @index
- * @max_order: gets the largest order KVM may map @index with
+ * @max_order: if not NULL, gets the largest order KVM may map @index with
  * @kvm: if not NULL, the block of *@max_order around @index is made
  *	private for it
  *
@@ -991,7 +991,8 @@ struct folio *kvm_gmem_hugetlb_get_pfn(struct kvm_gmem_hugetlb *hg,
 			goto err;
 	}
 	*pfn = folio_pfn(folio) + (index - folio->index);
-	*max_order = order;
+	if (max_order)
+		*max_order = order;
 	return folio;
 
 err:
@@ -999,6 +1000,80 @@ err:
 	folio_put(folio);
 	return ERR_PTR(r);
 }
+
+#ifdef CONFIG_HAVE_KVM_ARCH_GMEM_POPULATE
+/**
+ * kvm_gmem_hugetlb_populate - launch one subpage of a hugetlb guest_memfd
+ * @hg: the inode's hugetlb state
+ * @kvm: the VM
+ * @folio: the folio of @index, with a reference, from
+ *	kvm_gmem_hugetlb_get_pfn() without a VM (so nothing was made private)
+ * @index: the subpage's page index in the file
+ * @gfn: its gfn
+ * @src_page: the page to copy, or NULL
+ * @post_populate: the architecture's launch of the subpage
+ * @opaque: for @post_populate
+ *
+ * Called with the mapping's invalidate lock held for write, so that no
+ * punch or fault runs meanwhile.  The subpage must not be private:
+ * @post_populate makes it private alone (SEV-SNP: a 4K RMP entry), and it
+ * is recorded so, so that the blocks made private around it at faults
+ * leave it out.  If @post_populate fails, the subpage is reclaimed, as
+ * after a failed make_private: whatever the architecture left assigned
+ * (SEV-SNP leaks a page whose launch failed and whose reclaim failed too)
+ * is given back or kept as poisoned, never zeroed or freed.
+ *
+ * Return: 0, -EEXIST if the subpage is private already, -EOPNOTSUPP for a
+ * file out of the direct map (launch writes through it), -ENOMEM, or the
+ * error of @post_populate.
+ */
+int kvm_gmem_hugetlb_populate(struct kvm_gmem_hugetlb *hg, struct kvm *kvm,
+			      struct folio *folio, pgoff_t index, gfn_t gfn,
+			      struct page *src_page,
+			      int (*post_populate)(struct kvm *kvm, gfn_t gfn,
+						   kvm_pfn_t pfn,
+						   struct page *page,
+						   void *opaque),
+			      void *opaque)
+{
+	unsigned long off = index - folio->index;
+	kvm_pfn_t pfn = folio_pfn(folio) + off;
+	struct kvm_gmem_subpages *sp;
+	int r;
+
+	if (hg->no_direct_map)
+		return -EOPNOTSUPP;
+
+	folio_lock(folio);
+	if (folio_test_uptodate(folio)) {
+		r = -EEXIST;
+		goto out;
+	}
+	sp = kvm_gmem_get_subpages(hg, folio->index >> folio_order(folio));
+	if (IS_ERR(sp)) {
+		r = PTR_ERR(sp);
+		goto out;
+	}
+	sp = kvm_gmem_folio_subpages(hg, folio);
+	if (!test_bit(off, sp->not_private)) {
+		r = -EEXIST;
+		goto out;
+	}
+
+	r = post_populate(kvm, gfn, pfn, src_page, opaque);
+	if (r) {
+		kvm_gmem_hugetlb_reclaim(folio, index, 0, KVM_GMEM_RECLAIM_UNDO);
+		goto out;
+	}
+	trace_kvm_gmem_prepare(index, pfn, 0);
+	__clear_bit(off, sp->not_private);
+	if (bitmap_equal(sp->not_private, sp->punched, folio_nr_pages(folio)))
+		folio_mark_uptodate(folio);
+out:
+	folio_unlock(folio);
+	return r;
+}
+#endif
 
 /*
  * kvm_gmem_hugetlb_show_fdinfo - hugetlb counters of a file, for fdinfo

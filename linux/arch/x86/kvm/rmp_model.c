@@ -49,17 +49,29 @@
  * sev_gmem_make_shared() does.  guest_memfd must then never hand those
  * pages back: the final call of their folio finds them assigned.
  *
+ * Launch: writing "<VM fd> <gfn> <npages> <source address>" to launch
+ * runs kvm_gmem_populate() for a VM of the model, as SNP_LAUNCH_UPDATE
+ * does, with the steps of sev_gmem_post_populate(): the page must be
+ * shared, the source page (none if the address is 0) is copied into it
+ * through the direct map, the page is assigned with a 4K entry (counted
+ * by fail_make_private), then the firmware's update, which writing N to
+ * fail_launch_update fails N times: the page is then made shared again,
+ * as snp_page_reclaim() does, or left assigned if fail_make_shared fails
+ * that too (SNP leaks it), and the write fails with EIO.  A write that
+ * launches only part of its pages fails with EIO too.
+ *
  * Reclaims carry no VM: the model takes those that cover pages it
  * assigned, and leaves the others to the vendor code, so VMs of other
  * types never reach it.  It is off on a host with SEV-SNP.  Counters are in
  * /sys/kernel/debug/kvm-rmp-model/, with host_read, which reads a page
- * through the direct map for tests.  What it does not model of SNP
- * (launch) is in Documentation/virt/kvm/guest-memfd-hugetlb.rst.
+ * through the direct map for tests.  What it does not model of SNP is in
+ * Documentation/virt/kvm/guest-memfd-hugetlb.rst.
  */
 #define pr_fmt(fmt) "kvm: rmp-model: " fmt
 
 #include <linux/cc_platform.h>
 #include <linux/debugfs.h>
+#include <linux/file.h>
 #include <linux/hugetlb.h>
 #include <linux/hugetlb_gmem.h>
 #include <linux/kvm_host.h>
@@ -131,6 +143,8 @@ static unsigned long rmp_model_failed_make_shared;
 static u32 rmp_model_fail_split;		/* splits left to fail */
 static u32 rmp_model_fail_make_private;		/* updates left to fail */
 static unsigned long rmp_model_failed_make_private;
+static u32 rmp_model_fail_launch_update;	/* launches left to fail */
+static unsigned long rmp_model_launched;	/* pages launched */
 static unsigned long rmp_model_splits;
 static atomic_long_t rmp_model_violations;
 
@@ -622,6 +636,110 @@ int kvm_rmp_model_max_mapping_level(struct kvm *kvm, kvm_pfn_t pfn,
 	return PG_LEVEL_4K;
 }
 
+/*
+ * sev_gmem_post_populate() on the model, for one page that guest_memfd
+ * allocated and, for a hugetlb file, never made private.
+ */
+static int rmp_model_post_populate(struct kvm *kvm, gfn_t gfn, kvm_pfn_t pfn,
+				   struct page *src_page, void *opaque)
+{
+	int rc = 0;
+
+	if (pfn >= rmp_model_max_pfn)
+		return -EINVAL;
+
+	mutex_lock(&rmp_model_lock);
+	if (rmp_model_is_assigned(pfn)) {
+		/* SNP checks; a hugetlb guest_memfd must never ask. */
+		if (folio_test_hugetlb(pfn_folio(pfn)))
+			rc = rmp_model_violation("launch of assigned pfn %#llx\n", pfn);
+		else
+			rc = -EEXIST;
+		goto out;
+	}
+	if (src_page) {
+		void *src = kmap_local_page(src_page);
+		void *dst = kmap_local_pfn(pfn);
+
+		memcpy(dst, src, PAGE_SIZE);
+		kunmap_local(dst);
+		kunmap_local(src);
+	}
+
+	if (rmp_model_fail_make_private && !--rmp_model_fail_make_private)
+		rc = -EIO;
+	else
+		rc = rmp_model_make_private(pfn, gfn, PG_LEVEL_4K);
+	if (rc) {
+		/* Nothing assigned (a violation assigns nothing either). */
+		if (rc != -EINVAL)
+			rmp_model_failed_make_private++;
+		goto out;
+	}
+
+	if (!rmp_model_fail_launch_update) {
+		rmp_model_launched++;
+		goto out;
+	}
+	/* SNP_LAUNCH_UPDATE failed: snp_page_reclaim(). */
+	rmp_model_fail_launch_update--;
+	rc = -EIO;
+	if (rmp_model_fail_make_shared) {
+		/* SNP leaks the page, assigned. */
+		rmp_model_fail_make_shared--;
+		rmp_model_failed_make_shared++;
+		__set_bit(pfn, rmp_model_failed);
+	} else {
+		rmp_model_make_shared(pfn, PG_LEVEL_4K);
+	}
+out:
+	mutex_unlock(&rmp_model_lock);
+	return rc;
+}
+
+static ssize_t rmp_model_launch_write(struct file *file,
+				      const char __user *ubuf, size_t count,
+				      loff_t *ppos)
+{
+	long long gfn, npages, src;
+	struct kvm *kvm;
+	char buf[80];
+	long done;
+	int fd;
+
+	if (!count || count >= sizeof(buf))
+		return -EINVAL;
+	if (copy_from_user(buf, ubuf, count))
+		return -EFAULT;
+	buf[count] = '\0';
+	if (sscanf(buf, "%d %lli %lli %lli", &fd, &gfn, &npages, &src) != 4 ||
+	    gfn < 0 || npages <= 0 || src < 0 || !PAGE_ALIGNED(src))
+		return -EINVAL;
+
+	CLASS(fd, f)(fd);
+	if (fd_empty(f))
+		return -EBADF;
+	if (!file_is_kvm(fd_file(f)))
+		return -EINVAL;
+	kvm = fd_file(f)->private_data;
+	if (!kvm_rmp_model_vm(kvm))
+		return -EINVAL;
+
+	mutex_lock(&kvm->slots_lock);
+	done = kvm_gmem_populate(kvm, gfn, (void __user *)(unsigned long)src,
+				 npages, false, rmp_model_post_populate, NULL);
+	mutex_unlock(&kvm->slots_lock);
+	if (done < 0)
+		return done;
+	return done < npages ? -EIO : count;
+}
+
+static const struct file_operations rmp_model_launch_fops = {
+	.owner	= THIS_MODULE,
+	.write	= rmp_model_launch_write,
+	.llseek	= noop_llseek,
+};
+
 static int rmp_model_violations_get(void *data, u64 *val)
 {
 	*val = atomic_long_read(&rmp_model_violations);
@@ -710,6 +828,10 @@ static int __init kvm_rmp_model_init(void)
 	debugfs_create_ulong("failed_make_private", 0444, dir,
 			     &rmp_model_failed_make_private);
 	debugfs_create_ulong("direct_map_splits", 0444, dir, &rmp_model_splits);
+	debugfs_create_u32("fail_launch_update", 0644, dir,
+			   &rmp_model_fail_launch_update);
+	debugfs_create_ulong("launched", 0444, dir, &rmp_model_launched);
+	debugfs_create_file("launch", 0200, dir, NULL, &rmp_model_launch_fops);
 	debugfs_create_file("violations", 0444, dir, NULL,
 			    &rmp_model_violations_fops);
 	debugfs_create_file("host_read", 0600, dir, NULL,

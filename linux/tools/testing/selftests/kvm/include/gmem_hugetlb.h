@@ -344,6 +344,13 @@ bool gmem_rmp_model_set(const char *mode);
 bool gmem_rmp_model_get(const char *name, u64 *val);
 /* Write a knob of the RMP model (fail_make_shared). */
 void gmem_rmp_model_put(const char *name, u64 val);
+/*
+ * Launch @npages private pages of @vm at @gpa from @src (4K-aligned, NULL:
+ * zero pages) through the RMP model, as SNP_LAUNCH_UPDATE does
+ * (kvm_gmem_populate()).  Returns 0 or the errno of the launch.
+ */
+int gmem_rmp_model_launch(struct kvm_vm *vm, gpa_t gpa, u64 npages,
+			  const void *src);
 /* "4k/2m/1g: a -> b", for messages. */
 const char *mapping_levels_str(const struct mapping_levels *a,
 			       const struct mapping_levels *b,

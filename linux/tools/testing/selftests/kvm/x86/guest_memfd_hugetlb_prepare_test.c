@@ -802,4 +802,138 @@ TEST_F_TIMEOUT(gmem_prepare, rmp_model_make_private_fails, 180)
 	ASSERT_EQ(c0.violations, c.violations);
 }
 
+/* Where guest_launch_code() checks the launched data, and what it expects. */
+static u64 launch_gpa[5], launch_val[5];
+
+static void guest_launch_code(void)
+{
+	u64 off;
+	int i;
+
+	for (i = 0; i < ARRAY_SIZE(launch_gpa); i++)
+		GUEST_ASSERT_EQ(READ_ONCE(*(u64 *)(launch_gpa[i] + 8)), launch_val[i]);
+	for (off = 0; off < READ_ONCE(touch_size); off += SZ_4K)
+		WRITE_ONCE(*(u64 *)(touch_gpa + off), 1);
+	GUEST_SYNC(1);
+}
+
+#define LAUNCH_VAL(k)	(0x1a0000ULL + (k))
+
+/*
+ * Launch under the RMP model, the steps of SNP_LAUNCH_UPDATE
+ * (kvm_gmem_populate()): each launched page gets a 4K RMP entry and its
+ * data; a page is launched once (EEXIST) and only while private (EINVAL);
+ * a launch whose RMP update or firmware update fails leaves nothing
+ * assigned, even when SNP's own reclaim of the page fails too (guest_memfd
+ * reclaims what it left), and can be retried.  The guest then reads the
+ * data and touches the whole folio: the blocks made private around the
+ * launched pages leave them out (no violation), the 2M regions holding
+ * them are 4K entries, the others one 2M entry each.
+ */
+TEST_F_TIMEOUT(gmem_prepare, rmp_model_launch, 180)
+{
+	const size_t hpage = variant->page_size;
+	const struct gmem_guest_args args = { guest_memfd_hugetlb_backing(hpage), hpage };
+	const u64 nr = hpage / SZ_4K, nr_2m = hpage / SZ_2M;
+	/* A page in the middle: the first 2M region on 2M, another on 1G. */
+	const u64 mid = hpage / 2 + SZ_4K;
+	const u64 regions = hpage > SZ_2M ? 2 : 1;
+	u64 launched0, launched, fmp0, fmp, fms0, fms, *src, i;
+	struct kvm_vm *vm;
+	struct rmp_counts c0, c;
+	gpa_t gpa;
+
+	if (!rmp_counts_read(&c0) || !gmem_rmp_model_get("launched", &launched0) ||
+	    !gmem_rmp_model_set("snp"))
+		SKIP(return, "no RMP model with launch (CONFIG_KVM_SW_PROTECTED_VM_RMP_MODEL)");
+	if (!gmem_need_hugepages(_metadata, hpage, &self->base, 1))
+		return;
+	gmem_guest_create(&self->g, guest_launch_code, &args);
+	gmem_rmp_model_set(NULL);
+	vm = self->g.vm;
+	gpa = self->g.gpa;
+
+	src = kvm_mmap(3 * SZ_4K, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS, -1);
+	for (i = 0; i < 3 * SZ_4K / 8; i++)
+		src[i] = LAUNCH_VAL(i / (SZ_4K / 8));
+
+	/* Pages 3 and 4 from the source, the middle one too, 7 zeroes. */
+	ASSERT_EQ(0, gmem_rmp_model_launch(vm, gpa + 3 * SZ_4K, 2, src));
+	ASSERT_EQ(0, gmem_rmp_model_launch(vm, gpa + mid, 1, (char *)src + 2 * SZ_4K));
+	ASSERT_EQ(0, gmem_rmp_model_launch(vm, gpa + 7 * SZ_4K, 1, NULL));
+	ASSERT_TRUE(gmem_rmp_model_get("launched", &launched));
+	ASSERT_EQ(launched0 + 4, launched);
+	ASSERT_TRUE(rmp_counts_read(&c));
+	ASSERT_EQ(c0.assigned_4k + 4, c.assigned_4k);
+	ASSERT_EQ(c0.entries_2m, c.entries_2m);
+
+	/* Once only, and only private memory. */
+	ASSERT_EQ(EEXIST, gmem_rmp_model_launch(vm, gpa + 4 * SZ_4K, 1, src));
+	vm_mem_set_shared(vm, gpa + 9 * SZ_4K, SZ_4K);
+	ASSERT_EQ(EINVAL, gmem_rmp_model_launch(vm, gpa + 9 * SZ_4K, 1, src));
+	vm_mem_set_private(vm, gpa + 9 * SZ_4K, SZ_4K);
+
+	/* The RMP update fails: nothing assigned. */
+	ASSERT_TRUE(gmem_rmp_model_get("failed_make_private", &fmp0));
+	gmem_rmp_model_put("fail_make_private", 1);
+	ASSERT_EQ(EIO, gmem_rmp_model_launch(vm, gpa + 10 * SZ_4K, 1, src));
+	ASSERT_TRUE(gmem_rmp_model_get("failed_make_private", &fmp));
+	ASSERT_EQ(fmp0 + 1, fmp);
+	/* The firmware's update fails: the model gives the page back. */
+	gmem_rmp_model_put("fail_launch_update", 1);
+	ASSERT_EQ(EIO, gmem_rmp_model_launch(vm, gpa + 10 * SZ_4K, 1, src));
+	/* ... and fails to give it back: guest_memfd's reclaim does. */
+	ASSERT_TRUE(gmem_rmp_model_get("failed_make_shared", &fms0));
+	gmem_rmp_model_put("fail_launch_update", 1);
+	gmem_rmp_model_put("fail_make_shared", 1);
+	ASSERT_EQ(EIO, gmem_rmp_model_launch(vm, gpa + 10 * SZ_4K, 1, src));
+	ASSERT_TRUE(gmem_rmp_model_get("failed_make_shared", &fms));
+	ASSERT_EQ(fms0 + 1, fms);
+	ASSERT_TRUE(rmp_counts_read(&c));
+	ASSERT_EQ(c0.assigned_4k + 4, c.assigned_4k) TH_LOG("a failed launch left a page assigned");
+	ASSERT_TRUE(gmem_rmp_model_get("launched", &launched));
+	ASSERT_EQ(launched0 + 4, launched);
+	/* And the page launches. */
+	ASSERT_EQ(0, gmem_rmp_model_launch(vm, gpa + 10 * SZ_4K, 1, src));
+
+	launch_gpa[0] = gpa + 3 * SZ_4K;
+	launch_val[0] = LAUNCH_VAL(0);
+	launch_gpa[1] = gpa + 4 * SZ_4K;
+	launch_val[1] = LAUNCH_VAL(1);
+	launch_gpa[2] = gpa + mid;
+	launch_val[2] = LAUNCH_VAL(2);
+	launch_gpa[3] = gpa + 7 * SZ_4K;
+	launch_val[3] = 0;
+	launch_gpa[4] = gpa + 10 * SZ_4K;
+	launch_val[4] = LAUNCH_VAL(0);
+	touch_gpa = gpa;
+	touch_size = hpage;
+	sync_global_to_guest(vm, launch_gpa);
+	sync_global_to_guest(vm, launch_val);
+	sync_global_to_guest(vm, touch_gpa);
+	sync_global_to_guest(vm, touch_size);
+	gmem_guest_run(self->g.vcpu, 1);
+
+	ASSERT_TRUE(rmp_counts_read(&c));
+	ASSERT_EQ(c0.assigned_4k + nr, c.assigned_4k);
+	ASSERT_EQ(c0.entries_2m + nr_2m - regions, c.entries_2m);
+	ASSERT_EQ(c0.violations, c.violations);
+
+	/* A launched page is punched like any other. */
+	vm_mem_set_shared(vm, gpa + 4 * SZ_4K, SZ_4K);
+	gmem_punch(self->g.fd, 4 * SZ_4K, SZ_4K);
+	ASSERT_TRUE(rmp_counts_read(&c));
+	ASSERT_EQ(c0.assigned_4k + nr - 1, c.assigned_4k);
+	ASSERT_EQ(c0.psmash, c.psmash);
+
+	kvm_munmap(src, 3 * SZ_4K);
+	gmem_guest_destroy(&self->g);
+	ASSERT_TRUE(rmp_counts_read(&c));
+	ASSERT_EQ(c0.assigned_4k, c.assigned_4k);
+	ASSERT_EQ(c0.entries_2m, c.entries_2m);
+	ASSERT_EQ(c0.violations, c.violations);
+	hugetlb_pool_assert(hpage, &self->base, 0, 0, "closed");
+}
+
 TEST_HARNESS_MAIN

@@ -231,6 +231,22 @@ void gmem_rmp_model_put(const char *name, u64 val)
 	close(fd);
 }
 
+int gmem_rmp_model_launch(struct kvm_vm *vm, gpa_t gpa, u64 npages,
+			  const void *src)
+{
+	char buf[96];
+	int fd, n, err = 0;
+
+	n = snprintf(buf, sizeof(buf), "%d %lu %lu %lu\n", vm->fd,
+		     gpa / SZ_4K, npages, (unsigned long)src);
+	fd = open(RMP_MODEL_DIR "launch", O_WRONLY);
+	TEST_ASSERT(fd >= 0, "open %slaunch: %s", RMP_MODEL_DIR, strerror(errno));
+	if (write(fd, buf, n) != n)
+		err = errno;
+	close(fd);
+	return err;
+}
+
 size_t gmem_private_map_size(size_t page_size)
 {
 	if (page_size > SZ_2M && gmem_rmp_model_snp())
