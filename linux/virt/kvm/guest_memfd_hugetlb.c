@@ -16,7 +16,8 @@
  * - the architecture makes memory private in naturally aligned blocks
  *   (kvm_arch_gmem_make_private()), each subpage once between its
  *   allocation or refill and its reclaim, and gets one final call for the
- *   whole folio when it returns to the host.
+ *   whole folio when it returns to the host; launch (kvm_gmem_populate())
+ *   makes single subpages private through its own callback instead.
  *
  * Per folio, tracking costs nothing until the folio is punched or made
  * private in part: then struct kvm_gmem_subpages holds two bits a subpage.
@@ -1007,7 +1008,8 @@ err:
  * @hg: the inode's hugetlb state
  * @kvm: the VM
  * @folio: the folio of @index, with a reference, from
- *	kvm_gmem_hugetlb_get_pfn() without a VM (so nothing was made private)
+ *	kvm_gmem_hugetlb_get_pfn() without a VM (so nothing was made
+ *	private), of a file in the direct map (launch writes through it)
  * @index: the subpage's page index in the file
  * @gfn: its gfn
  * @src_page: the page to copy, or NULL
@@ -1015,17 +1017,19 @@ err:
  * @opaque: for @post_populate
  *
  * Called with the mapping's invalidate lock held for write, so that no
- * punch or fault runs meanwhile.  The subpage must not be private:
+ * punch runs meanwhile; the folio lock, taken here, keeps faults (which
+ * make blocks private under it) out.  The subpage must not be private:
  * @post_populate makes it private alone (SEV-SNP: a 4K RMP entry), and it
  * is recorded so, so that the blocks made private around it at faults
  * leave it out.  If @post_populate fails, the subpage is reclaimed, as
  * after a failed make_private: whatever the architecture left assigned
  * (SEV-SNP leaks a page whose launch failed and whose reclaim failed too)
- * is given back or kept as poisoned, never zeroed or freed.
+ * is given back or kept as poisoned, never zeroed or freed; a subpage
+ * given back is wiped of what the launch copied into it.
  *
- * Return: 0, -EEXIST if the subpage is private already, -EOPNOTSUPP for a
- * file out of the direct map (launch writes through it), -ENOMEM, or the
- * error of @post_populate.
+ * Return: 0, -EEXIST if the subpage is private already (launched, or in a
+ * block a fault made private), -EHWPOISON if it is poisoned, -ENOMEM, or
+ * the error of @post_populate.
  */
 int kvm_gmem_hugetlb_populate(struct kvm_gmem_hugetlb *hg, struct kvm *kvm,
 			      struct folio *folio, pgoff_t index, gfn_t gfn,
@@ -1040,9 +1044,6 @@ int kvm_gmem_hugetlb_populate(struct kvm_gmem_hugetlb *hg, struct kvm *kvm,
 	kvm_pfn_t pfn = folio_pfn(folio) + off;
 	struct kvm_gmem_subpages *sp;
 	int r;
-
-	if (hg->no_direct_map)
-		return -EOPNOTSUPP;
 
 	folio_lock(folio);
 	if (folio_test_uptodate(folio)) {
@@ -1059,10 +1060,20 @@ int kvm_gmem_hugetlb_populate(struct kvm_gmem_hugetlb *hg, struct kvm *kvm,
 		r = -EEXIST;
 		goto out;
 	}
+	/* Poisoned since the lookup: never written. */
+	if (hugetlb_gmem_hwpoison_order(folio, off, 0) < 0) {
+		r = -EHWPOISON;
+		goto out;
+	}
 
 	r = post_populate(kvm, gfn, pfn, src_page, opaque);
 	if (r) {
 		kvm_gmem_hugetlb_reclaim(folio, index, 0, KVM_GMEM_RECLAIM_UNDO);
+		/* Given back (not poisoned by the reclaim): wipe the copy. */
+		if (hugetlb_gmem_hwpoison_order(folio, off, 0) >= 0) {
+			kvm_arch_gmem_host_write(pfn, 1);
+			hugetlb_gmem_clear_pages(folio, off, 1);
+		}
 		goto out;
 	}
 	trace_kvm_gmem_prepare(index, pfn, 0);

@@ -82,7 +82,6 @@ void kvm_gmem_hugetlb_truncate(struct kvm_gmem_hugetlb *hg,
 void kvm_gmem_hugetlb_show_fdinfo(struct kvm_gmem_hugetlb *hg,
 				  struct seq_file *m);
 void kvm_gmem_hugetlb_free_folio(struct folio *folio);
-#ifdef CONFIG_HAVE_KVM_ARCH_GMEM_POPULATE
 int kvm_gmem_hugetlb_populate(struct kvm_gmem_hugetlb *hg, struct kvm *kvm,
 			      struct folio *folio, pgoff_t index, gfn_t gfn,
 			      struct page *src_page,
@@ -91,7 +90,6 @@ int kvm_gmem_hugetlb_populate(struct kvm_gmem_hugetlb *hg, struct kvm *kvm,
 						   struct page *page,
 						   void *opaque),
 			      void *opaque);
-#endif
 
 /*
  * What follows is internal to guest_memfd_hugetlb.c, visible here only for

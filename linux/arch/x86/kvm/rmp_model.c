@@ -56,9 +56,11 @@
  * through the direct map, the page is assigned with a 4K entry (counted
  * by fail_make_private), then the firmware's update, which writing N to
  * fail_launch_update fails N times: the page is then made shared again,
- * as snp_page_reclaim() does, or left assigned if fail_make_shared fails
- * that too (SNP leaks it), and the write fails with EIO.  A write that
- * launches only part of its pages fails with EIO too.
+ * as snp_page_reclaim() does, and the write fails with EIO; if
+ * fail_make_shared fails that reclaim too, the page stays assigned for
+ * good (the firmware keeps it: every later update to shared fails), SNP
+ * leaks it and the VM is bugged.  A write that launches only part of its
+ * pages fails with EIO too.
  *
  * Reclaims carry no VM: the model takes those that cover pages it
  * assigned, and leaves the others to the vendor code, so VMs of other
@@ -130,6 +132,7 @@ static DEFINE_MUTEX(rmp_model_lock);
 static unsigned long *rmp_model_assigned;
 static unsigned long *rmp_model_huge;
 static unsigned long *rmp_model_failed;	/* assigned after a failed update */
+static unsigned long *rmp_model_immutable;	/* leaked by a failed launch */
 static gfn_t *rmp_model_gfn;
 static unsigned long rmp_model_max_pfn;
 static bool rmp_model_ready;
@@ -281,6 +284,7 @@ static void rmp_model_make_shared(kvm_pfn_t pfn, int level)
 	}
 	bitmap_clear(rmp_model_assigned, pfn, n);
 	bitmap_clear(rmp_model_failed, pfn, n);
+	bitmap_clear(rmp_model_immutable, pfn, n);
 	if (huge) {
 		__clear_bit(pfn / RMP_REGION_PAGES, rmp_model_huge);
 		rmp_model_entries_2m--;
@@ -555,6 +559,9 @@ bool kvm_rmp_model_reclaim(kvm_pfn_t pfn, kvm_pfn_t nr_pages, int *err)
 		/* Split first, as SNP's rmpupdate() does. */
 		r = rmp_model_adjust_direct_map(pfn, use_2m_update ? PG_LEVEL_2M :
 								     PG_LEVEL_4K);
+		/* A page the firmware kept after a failed launch. */
+		if (!r && test_bit(pfn, rmp_model_immutable))
+			r = -EIO;
 		if (!r && rmp_model_fail_make_shared) {
 			rmp_model_fail_make_shared--;
 			r = -EIO;
@@ -685,10 +692,16 @@ static int rmp_model_post_populate(struct kvm *kvm, gfn_t gfn, kvm_pfn_t pfn,
 	rmp_model_fail_launch_update--;
 	rc = -EIO;
 	if (rmp_model_fail_make_shared) {
-		/* SNP leaks the page, assigned. */
+		/*
+		 * SNP_PAGE_RECLAIM failed: the firmware keeps the page (no
+		 * RMP update to shared can succeed on it any more), SNP leaks
+		 * it and bugs the VM.
+		 */
 		rmp_model_fail_make_shared--;
 		rmp_model_failed_make_shared++;
 		__set_bit(pfn, rmp_model_failed);
+		__set_bit(pfn, rmp_model_immutable);
+		kvm_vm_bugged(kvm);
 	} else {
 		rmp_model_make_shared(pfn, PG_LEVEL_4K);
 	}
@@ -724,6 +737,9 @@ static ssize_t rmp_model_launch_write(struct file *file,
 	kvm = fd_file(f)->private_data;
 	if (!kvm_rmp_model_vm(kvm))
 		return -EINVAL;
+	/* As for the VM's ioctls; the source is the caller's memory. */
+	if (kvm->mm != current->mm)
+		return -EIO;
 
 	mutex_lock(&kvm->slots_lock);
 	done = kvm_gmem_populate(kvm, gfn, (void __user *)(unsigned long)src,
@@ -801,12 +817,16 @@ static int __init kvm_rmp_model_init(void)
 					       RMP_REGION_PAGES) * sizeof(long));
 	rmp_model_failed = vzalloc(BITS_TO_LONGS(rmp_model_max_pfn) *
 				   sizeof(long));
+	rmp_model_immutable = vzalloc(BITS_TO_LONGS(rmp_model_max_pfn) *
+				      sizeof(long));
 	rmp_model_gfn = vcalloc(rmp_model_max_pfn, sizeof(*rmp_model_gfn));
 	if (!rmp_model_assigned || !rmp_model_huge || !rmp_model_failed ||
+	    !rmp_model_immutable ||
 	    !rmp_model_gfn) {
 		vfree(rmp_model_assigned);
 		vfree(rmp_model_huge);
 		vfree(rmp_model_failed);
+		vfree(rmp_model_immutable);
 		vfree(rmp_model_gfn);
 		pr_err("no memory for the model of %lu pages\n", rmp_model_max_pfn);
 		return -ENOMEM;

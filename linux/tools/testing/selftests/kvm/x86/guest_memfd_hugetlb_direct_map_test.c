@@ -345,6 +345,13 @@ TEST_F_TIMEOUT(gmem_direct_map, no_direct_map_life, 900)
 	gmem_guest_create(&self->g, guest_code, &args);
 	vcpu_args_set(self->g.vcpu, 2, self->g.gpa, size);
 	sync_global_to_guest(self->g.vm, punched);
+	/*
+	 * Launch writes through the direct map: refused before anything is
+	 * allocated (the VM launches through the RMP model in SNP mode).
+	 */
+	if (gmem_rmp_model_snp())
+		ASSERT_EQ(EOPNOTSUPP, gmem_rmp_model_launch(self->g.vm, self->g.gpa, 1, NULL));
+	hugetlb_pool_assert(hpage, &self->base, 0, (long)nr, "created");
 	check_no_4k(0, 0, "created");
 
 	/* Fill: every folio is allocated and leaves the direct map. */

@@ -697,6 +697,36 @@ static bool rmp_counts_read(struct rmp_counts *c)
 }
 
 /*
+ * A guest on one hugepage of @hpage under the RMP model in SNP mode,
+ * running @guest_code with touch_gpa and touch_size over the hugepage and
+ * touch_only at @only; @c0 gets the model's counters before.  False if the
+ * test was skipped (no model, or not enough hugepages).
+ */
+static bool rmp_guest_create(struct __test_metadata *_metadata,
+			     struct gmem_guest *g, const struct hugetlb_pool *base,
+			     size_t hpage, void *guest_code, u64 only,
+			     struct rmp_counts *c0)
+{
+	const struct gmem_guest_args args = { guest_memfd_hugetlb_backing(hpage), hpage };
+
+	if (!rmp_counts_read(c0) || !gmem_rmp_model_set("snp"))
+		SKIP(return false, "no RMP model (CONFIG_KVM_SW_PROTECTED_VM_RMP_MODEL)");
+	if (!gmem_need_hugepages(_metadata, hpage, base, 1))
+		return false;
+	gmem_guest_create(g, guest_code, &args);
+	gmem_rmp_model_set(NULL);
+	touch_gpa = g->gpa;
+	touch_size = hpage;
+	touch_skip = TOUCH_NONE;
+	touch_only = only;
+	sync_global_to_guest(g->vm, touch_gpa);
+	sync_global_to_guest(g->vm, touch_size);
+	sync_global_to_guest(g->vm, touch_skip);
+	sync_global_to_guest(g->vm, touch_only);
+	return true;
+}
+
+/*
  * Under the model of SEV-SNP's RMP (kvm.rmp_model=snp), a folio the guest
  * touched whole is assigned with one 2M entry per 2M region; a 4K punch in
  * its middle PSMASHes that region and gives the page back; closing leaves
@@ -705,24 +735,12 @@ static bool rmp_counts_read(struct rmp_counts *c)
 TEST_F_TIMEOUT(gmem_prepare, rmp_model_counts, 180)
 {
 	const size_t hpage = variant->page_size;
-	const struct gmem_guest_args args = { guest_memfd_hugetlb_backing(hpage), hpage };
 	const u64 x = hpage / 2 + 5 * SZ_4K, nr = hpage / SZ_4K, nr_2m = hpage / SZ_2M;
 	struct rmp_counts c0, c;
 
-	if (!rmp_counts_read(&c0) || !gmem_rmp_model_set("snp"))
-		SKIP(return, "no RMP model (CONFIG_KVM_SW_PROTECTED_VM_RMP_MODEL)");
-	if (!gmem_need_hugepages(_metadata, hpage, &self->base, 1))
+	if (!rmp_guest_create(_metadata, &self->g, &self->base, hpage,
+			      guest_touch_code, TOUCH_NONE, &c0))
 		return;
-	gmem_guest_create(&self->g, guest_touch_code, &args);
-	gmem_rmp_model_set(NULL);
-	touch_gpa = self->g.gpa;
-	touch_size = hpage;
-	touch_skip = TOUCH_NONE;
-	touch_only = TOUCH_NONE;
-	sync_global_to_guest(self->g.vm, touch_gpa);
-	sync_global_to_guest(self->g.vm, touch_size);
-	sync_global_to_guest(self->g.vm, touch_skip);
-	sync_global_to_guest(self->g.vm, touch_only);
 	gmem_guest_run(self->g.vcpu, 1);
 
 	ASSERT_TRUE(rmp_counts_read(&c));
@@ -753,27 +771,15 @@ TEST_F_TIMEOUT(gmem_prepare, rmp_model_counts, 180)
 TEST_F_TIMEOUT(gmem_prepare, rmp_model_make_private_fails, 180)
 {
 	const size_t hpage = variant->page_size;
-	const struct gmem_guest_args args = { guest_memfd_hugetlb_backing(hpage), hpage };
 	struct rmp_counts c0, c;
 	u64 left, failed0, failed;
 	int r;
 
 	if (hpage < SZ_1G)
 		SKIP(return, "a 2M folio is one RMP update: the same on 1G only");
-	if (!rmp_counts_read(&c0) || !gmem_rmp_model_set("snp"))
-		SKIP(return, "no RMP model (CONFIG_KVM_SW_PROTECTED_VM_RMP_MODEL)");
-	if (!gmem_need_hugepages(_metadata, hpage, &self->base, 1))
+	if (!rmp_guest_create(_metadata, &self->g, &self->base, hpage,
+			      guest_touch_code, 0, &c0))
 		return;
-	gmem_guest_create(&self->g, guest_touch_code, &args);
-	gmem_rmp_model_set(NULL);
-	touch_gpa = self->g.gpa;
-	touch_size = hpage;
-	touch_skip = TOUCH_NONE;
-	touch_only = 0;
-	sync_global_to_guest(self->g.vm, touch_gpa);
-	sync_global_to_guest(self->g.vm, touch_size);
-	sync_global_to_guest(self->g.vm, touch_skip);
-	sync_global_to_guest(self->g.vm, touch_only);
 
 	ASSERT_TRUE(gmem_rmp_model_get("failed_make_private", &failed0));
 	gmem_rmp_model_put("fail_make_private", 300);
@@ -803,7 +809,7 @@ TEST_F_TIMEOUT(gmem_prepare, rmp_model_make_private_fails, 180)
 }
 
 /* Where guest_launch_code() checks the launched data, and what it expects. */
-static u64 launch_gpa[5], launch_val[5];
+static u64 launch_gpa[6], launch_val[6];
 
 static void guest_launch_code(void)
 {
@@ -824,34 +830,35 @@ static void guest_launch_code(void)
  * (kvm_gmem_populate()): each launched page gets a 4K RMP entry and its
  * data; a page is launched once (EEXIST) and only while private (EINVAL);
  * a launch whose RMP update or firmware update fails leaves nothing
- * assigned, even when SNP's own reclaim of the page fails too (guest_memfd
- * reclaims what it left), and can be retried.  The guest then reads the
+ * assigned (guest_memfd reclaims the page, "undo") and nothing of its
+ * copy, and can be retried.  The guest then reads the
  * data and touches the whole folio: the blocks made private around the
- * launched pages leave them out (no violation), the 2M regions holding
- * them are 4K entries, the others one 2M entry each.
+ * launched pages leave them out (no violation, and the trace shows them
+ * made private alone), the 2M regions holding them are 4K entries, the
+ * others one 2M entry each; a page the fault made private is not launched
+ * (EEXIST), and a launched page that was punched is launched again.
  */
 TEST_F_TIMEOUT(gmem_prepare, rmp_model_launch, 180)
 {
 	const size_t hpage = variant->page_size;
-	const struct gmem_guest_args args = { guest_memfd_hugetlb_backing(hpage), hpage };
 	const u64 nr = hpage / SZ_4K, nr_2m = hpage / SZ_2M;
 	/* A page in the middle: the first 2M region on 2M, another on 1G. */
 	const u64 mid = hpage / 2 + SZ_4K;
 	const u64 regions = hpage > SZ_2M ? 2 : 1;
-	u64 launched0, launched, fmp0, fmp, fms0, fms, *src, i;
-	struct kvm_vm *vm;
+	const u64 launch_idx[] = { 3, 4, mid / SZ_4K, 7, 10 };
+	u64 launched0, launched, fmp0, fmp, fms0, fms, *src, i, undo = 0;
+	struct gmem_events seen = {};
 	struct rmp_counts c0, c;
+	struct kvm_vm *vm;
 	gpa_t gpa;
 
-	if (!rmp_counts_read(&c0) || !gmem_rmp_model_get("launched", &launched0) ||
-	    !gmem_rmp_model_set("snp"))
-		SKIP(return, "no RMP model with launch (CONFIG_KVM_SW_PROTECTED_VM_RMP_MODEL)");
-	if (!gmem_need_hugepages(_metadata, hpage, &self->base, 1))
+	if (!rmp_guest_create(_metadata, &self->g, &self->base, hpage,
+			      guest_launch_code, TOUCH_NONE, &c0))
 		return;
-	gmem_guest_create(&self->g, guest_launch_code, &args);
-	gmem_rmp_model_set(NULL);
+	ASSERT_TRUE(gmem_rmp_model_get("launched", &launched0));
 	vm = self->g.vm;
 	gpa = self->g.gpa;
+	gmem_trace_start(GMEM_TRACE_PREPARE | GMEM_TRACE_INVALIDATE);
 
 	src = kvm_mmap(3 * SZ_4K, PROT_READ | PROT_WRITE,
 		       MAP_PRIVATE | MAP_ANONYMOUS, -1);
@@ -880,22 +887,24 @@ TEST_F_TIMEOUT(gmem_prepare, rmp_model_launch, 180)
 	ASSERT_EQ(EIO, gmem_rmp_model_launch(vm, gpa + 10 * SZ_4K, 1, src));
 	ASSERT_TRUE(gmem_rmp_model_get("failed_make_private", &fmp));
 	ASSERT_EQ(fmp0 + 1, fmp);
-	/* The firmware's update fails: the model gives the page back. */
-	gmem_rmp_model_put("fail_launch_update", 1);
-	ASSERT_EQ(EIO, gmem_rmp_model_launch(vm, gpa + 10 * SZ_4K, 1, src));
-	/* ... and fails to give it back: guest_memfd's reclaim does. */
+	/*
+	 * The firmware's update fails: the model gives the page back (SNP's
+	 * snp_page_reclaim()), on pages 10 and 11.  (When that fails too,
+	 * the VM is dead: gmem_hwpoison.launch_reclaim_fails.)
+	 */
 	ASSERT_TRUE(gmem_rmp_model_get("failed_make_shared", &fms0));
 	gmem_rmp_model_put("fail_launch_update", 1);
-	gmem_rmp_model_put("fail_make_shared", 1);
 	ASSERT_EQ(EIO, gmem_rmp_model_launch(vm, gpa + 10 * SZ_4K, 1, src));
+	gmem_rmp_model_put("fail_launch_update", 1);
+	ASSERT_EQ(EIO, gmem_rmp_model_launch(vm, gpa + 11 * SZ_4K, 1, src));
 	ASSERT_TRUE(gmem_rmp_model_get("failed_make_shared", &fms));
-	ASSERT_EQ(fms0 + 1, fms);
+	ASSERT_EQ(fms0, fms);
 	ASSERT_TRUE(rmp_counts_read(&c));
 	ASSERT_EQ(c0.assigned_4k + 4, c.assigned_4k) TH_LOG("a failed launch left a page assigned");
 	ASSERT_TRUE(gmem_rmp_model_get("launched", &launched));
 	ASSERT_EQ(launched0 + 4, launched);
-	/* And the page launches. */
-	ASSERT_EQ(0, gmem_rmp_model_launch(vm, gpa + 10 * SZ_4K, 1, src));
+	/* Page 10 launches from another source; page 11 stays as it is. */
+	ASSERT_EQ(0, gmem_rmp_model_launch(vm, gpa + 10 * SZ_4K, 1, (char *)src + 2 * SZ_4K));
 
 	launch_gpa[0] = gpa + 3 * SZ_4K;
 	launch_val[0] = LAUNCH_VAL(0);
@@ -906,13 +915,12 @@ TEST_F_TIMEOUT(gmem_prepare, rmp_model_launch, 180)
 	launch_gpa[3] = gpa + 7 * SZ_4K;
 	launch_val[3] = 0;
 	launch_gpa[4] = gpa + 10 * SZ_4K;
-	launch_val[4] = LAUNCH_VAL(0);
-	touch_gpa = gpa;
-	touch_size = hpage;
+	launch_val[4] = LAUNCH_VAL(2);
+	/* Made private by the guest's fault, wiped of the failed copy. */
+	launch_gpa[5] = gpa + 11 * SZ_4K;
+	launch_val[5] = 0;
 	sync_global_to_guest(vm, launch_gpa);
 	sync_global_to_guest(vm, launch_val);
-	sync_global_to_guest(vm, touch_gpa);
-	sync_global_to_guest(vm, touch_size);
 	gmem_guest_run(self->g.vcpu, 1);
 
 	ASSERT_TRUE(rmp_counts_read(&c));
@@ -920,12 +928,20 @@ TEST_F_TIMEOUT(gmem_prepare, rmp_model_launch, 180)
 	ASSERT_EQ(c0.entries_2m + nr_2m - regions, c.entries_2m);
 	ASSERT_EQ(c0.violations, c.violations);
 
-	/* A launched page is punched like any other. */
+	/* A page the guest's fault made private is not launched. */
+	ASSERT_EQ(EEXIST, gmem_rmp_model_launch(vm, gpa + 20 * SZ_4K, 1, src));
+
+	/* A launched page is punched like any other ... */
 	vm_mem_set_shared(vm, gpa + 4 * SZ_4K, SZ_4K);
 	gmem_punch(self->g.fd, 4 * SZ_4K, SZ_4K);
 	ASSERT_TRUE(rmp_counts_read(&c));
 	ASSERT_EQ(c0.assigned_4k + nr - 1, c.assigned_4k);
 	ASSERT_EQ(c0.psmash, c.psmash);
+	/* ... and launched again: the launch refills it. */
+	vm_mem_set_private(vm, gpa + 4 * SZ_4K, SZ_4K);
+	ASSERT_EQ(0, gmem_rmp_model_launch(vm, gpa + 4 * SZ_4K, 1, src));
+	ASSERT_TRUE(rmp_counts_read(&c));
+	ASSERT_EQ(c0.assigned_4k + nr, c.assigned_4k);
 
 	kvm_munmap(src, 3 * SZ_4K);
 	gmem_guest_destroy(&self->g);
@@ -934,6 +950,31 @@ TEST_F_TIMEOUT(gmem_prepare, rmp_model_launch, 180)
 	ASSERT_EQ(c0.entries_2m, c.entries_2m);
 	ASSERT_EQ(c0.violations, c.violations);
 	hugetlb_pool_assert(hpage, &self->base, 0, 0, "closed");
+
+	/*
+	 * Each launched page was made private alone, once, the three failed
+	 * launches (pages 10, 10, 11) were undone, and the contract holds.
+	 */
+	ASSERT_EQ(0, gmem_trace_read(&seen));
+	gmem_trace_stop();
+	gmem_events_assert_contract(&seen, nr, nr, true);
+	for (i = 0; i < seen.nr; i++) {
+		const struct gmem_event *e = &seen.ev[i];
+		int k;
+
+		if (e->kind == GMEM_UNDO) {
+			ASSERT_TRUE((e->index == 10 || e->index == 11) && !e->order);
+			undo++;
+		}
+		for (k = 0; k < ARRAY_SIZE(launch_idx) && e->kind == GMEM_PREPARE; k++)
+			ASSERT_FALSE(e->index <= launch_idx[k] &&
+				     launch_idx[k] < e->index + (1ULL << e->order) &&
+				     e->order)
+				TH_LOG("page 0x%lx made private in a block of order %u",
+				       launch_idx[k], e->order);
+	}
+	ASSERT_EQ(3, undo);
+	gmem_events_free(&seen);
 }
 
 TEST_HARNESS_MAIN

@@ -236,13 +236,17 @@ int gmem_rmp_model_launch(struct kvm_vm *vm, gpa_t gpa, u64 npages,
 {
 	char buf[96];
 	int fd, n, err = 0;
+	ssize_t w;
 
 	n = snprintf(buf, sizeof(buf), "%d %lu %lu %lu\n", vm->fd,
 		     gpa / SZ_4K, npages, (unsigned long)src);
 	fd = open(RMP_MODEL_DIR "launch", O_WRONLY);
 	TEST_ASSERT(fd >= 0, "open %slaunch: %s", RMP_MODEL_DIR, strerror(errno));
-	if (write(fd, buf, n) != n)
+	w = write(fd, buf, n);
+	if (w < 0)
 		err = errno;
+	else
+		TEST_ASSERT(w == n, "launch: short write %zd of %d", w, n);
 	close(fd);
 	return err;
 }
