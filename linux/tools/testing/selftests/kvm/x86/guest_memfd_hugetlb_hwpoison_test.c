@@ -390,144 +390,11 @@ static void poison(struct __test_metadata *_metadata, struct gmem_guest *g, u64 
 }
 
 /*
- * One error: the poisoned subpage exits with EHWPOISON, every other one
- * keeps its data.
+ * Each case loses its hugepage for good, and the test VM has four of 1G:
+ * the cases that race an error with an allocation come first, and on 1G
+ * only those, second_error_in_folio and reclaim_fails_on_close run (the
+ * others are the same on 2M).
  */
-TEST_F_TIMEOUT(gmem_hwpoison, error_costs_one_subpage, 300)
-{
-	const u64 off = variant->page_size / 2 + 3 * SZ_4K;
-
-	poison(_metadata, &self->g, self->pfn, off);
-	guest_do(&self->g, CHECK, 0);
-	expect_poison_exit(&self->g, off);
-	guest_do(&self->g, CHECK, 0);
-}
-
-/*
- * A second error in a folio whose first one is handled is handled too:
- * both subpages exit with EHWPOISON, every other one keeps its data.
- */
-TEST_F_TIMEOUT(gmem_hwpoison, second_error_in_folio, 300)
-{
-	const u64 a = SZ_4K, b = variant->page_size - SZ_4K;
-
-	poison(_metadata, &self->g, self->pfn, a);
-	guest_do(&self->g, CHECK, 0);
-	poison(_metadata, &self->g, self->pfn, b);
-	guest_do(&self->g, CHECK, 0);
-	expect_poison_exit(&self->g, a);
-	expect_poison_exit(&self->g, b);
-	guest_do(&self->g, CHECK, 0);
-}
-
-/*
- * For the reclaim_fails_* cases: the VM must get SEV-SNP's rules from the
- * RMP model, whose next @fail RMP updates to shared are made to fail.
- */
-static bool rmp_fail_setup(struct __test_metadata *_metadata,
-			   struct rmp_lost *r, u64 fail)
-{
-	u64 left;
-
-	if (!gmem_rmp_model_snp() || !gmem_rmp_model_get("leaked", &r->leaked0))
-		SKIP(return false, "the VM has no RMP model (kvm.rmp_model=snp)");
-	r->on = true;
-	r->corrupted0 = hardware_corrupted_kb();
-	gmem_rmp_model_put("fail_make_shared", fail);
-	TEST_ASSERT(gmem_rmp_model_get("fail_make_shared", &left) && left == fail,
-		    "fail_make_shared %lu, wrote %lu", left, fail);
-	return true;
-}
-
-/* A page left assigned at @off of the folio at @pfn: poisoned for good. */
-static void rmp_lost(struct rmp_lost *r, struct gmem_guest *g, u64 pfn,
-		     u64 off)
-{
-	r->lost++;
-	keep_pfn(pfn);
-	poisoned[nr_poisoned++] = off;
-	sync_global_to_guest(g->vm, poisoned);
-	sync_global_to_guest(g->vm, nr_poisoned);
-}
-
-/*
- * A 4K punch whose RMP update to shared fails: the punch succeeds, the
- * page stays the guest's and is poisoned (never zeroed or mapped again,
- * its folio kept at close); every other subpage keeps its data.
- */
-TEST_F_TIMEOUT(gmem_hwpoison, reclaim_fails_on_punch, 300)
-{
-	const u64 off = variant->page_size / 2 + 3 * SZ_4K;
-	u64 left;
-
-	if (!rmp_fail_setup(_metadata, &self->rmp, 1))
-		return;
-	gmem_punch(self->g.fd, off, SZ_4K);
-	ASSERT_TRUE(gmem_rmp_model_get("fail_make_shared", &left));
-	ASSERT_EQ(0, left) TH_LOG("the punch made no RMP update to shared");
-	rmp_lost(&self->rmp, &self->g, self->pfn, off);
-	ASSERT_EQ(4, hardware_corrupted_kb() - self->rmp.corrupted0);
-	guest_do(&self->g, CHECK, 0);
-	expect_poison_exit(&self->g, off);
-	/* A refill of the range does not bring the page back either. */
-	gmem_allocate(self->g.fd, off, SZ_4K);
-	expect_poison_exit(&self->g, off);
-	guest_do(&self->g, CHECK, 0);
-}
-
-/*
- * At close the release of the private folio fails: each of its 2M RMP
- * updates fails once, and guest_memfd retries the folio by smaller
- * blocks: 2M blocks (of a 1G folio), whose first fails again, then 4K
- * pages, whose first fails too.  That one page is kept poisoned, with its
- * folio; the others are given back.
- */
-TEST_F_TIMEOUT(gmem_hwpoison, reclaim_fails_on_close, 300)
-{
-	const u64 regions = variant->page_size / SZ_2M;
-
-	if (!rmp_fail_setup(_metadata, &self->rmp, regions + (regions > 1 ? 2 : 1)))
-		return;
-	guest_do(&self->g, CHECK, 0);
-	self->rmp.lost = 1;
-	keep_pfn(self->pfn);
-}
-
-/*
- * A launch (kvm_gmem_populate(), as SNP_LAUNCH_UPDATE runs it) whose
- * firmware update fails, and whose reclaim by SEV-SNP fails too: the
- * firmware keeps the page, SNP leaks it, assigned, and bugs the VM.
- * guest_memfd's own reclaim of the page fails as well, so the page is
- * poisoned: never zeroed or handed back, its folio kept at close.  The
- * page is one the guest had filled, punched and launched again (the
- * launch refills it).
- */
-TEST_F_TIMEOUT(gmem_hwpoison, launch_reclaim_fails, 300)
-{
-	const u64 off = variant->page_size / 2 + 3 * SZ_4K;
-	int r;
-
-	/* One 4K page: 1G would only cost the pool a gigabyte more. */
-	if (variant->page_size > SZ_2M)
-		SKIP(return, "the same on 2M");
-	if (!rmp_fail_setup(_metadata, &self->rmp, 0))
-		return;
-	vm_mem_set_shared(self->g.vm, self->g.gpa + off, SZ_4K);
-	gmem_punch(self->g.fd, off, SZ_4K);
-	vm_mem_set_private(self->g.vm, self->g.gpa + off, SZ_4K);
-
-	gmem_rmp_model_put("fail_launch_update", 1);
-	gmem_rmp_model_put("fail_make_shared", 1);
-	ASSERT_EQ(EIO, gmem_rmp_model_launch(self->g.vm, self->g.gpa + off, 1, NULL));
-	rmp_lost(&self->rmp, &self->g, self->pfn, off);
-	ASSERT_EQ(4, hardware_corrupted_kb() - self->rmp.corrupted0)
-		TH_LOG("the page SNP leaked was not kept as poisoned");
-	/* SNP bugs the VM. */
-	r = _vcpu_run(self->g.vcpu);
-	ASSERT_TRUE(r == -1 && errno == EIO)
-		TH_LOG("KVM_RUN after the leak: %d (%s)", r, r ? strerror(errno) : "ok");
-}
-
 #define FAIL_NTH_PATH	"/proc/thread-self/fail-nth"
 #define FAILSLAB_WAIT	"/sys/kernel/debug/failslab/ignore-gfp-wait"
 #define FAILSLAB_VERBOSE	"/sys/kernel/debug/failslab/verbose"
@@ -698,6 +565,151 @@ TEST_F_TIMEOUT(gmem_hwpoison, error_during_allocation, 600)
 	guest_do(&self->g, CHECK, 0);
 	expect_poison_exit(&self->g, off);
 	guest_do(&self->g, CHECK, 0);
+}
+
+/*
+ * One error: the poisoned subpage exits with EHWPOISON, every other one
+ * keeps its data.
+ */
+TEST_F_TIMEOUT(gmem_hwpoison, error_costs_one_subpage, 300)
+{
+	const u64 off = variant->page_size / 2 + 3 * SZ_4K;
+
+	/* Each case costs a hugepage: the test VM has four of 1G. */
+	if (variant->page_size > SZ_2M)
+		SKIP(return, "second_error_in_folio makes a first error on 1G");
+	poison(_metadata, &self->g, self->pfn, off);
+	guest_do(&self->g, CHECK, 0);
+	expect_poison_exit(&self->g, off);
+	guest_do(&self->g, CHECK, 0);
+}
+
+/*
+ * A second error in a folio whose first one is handled is handled too:
+ * both subpages exit with EHWPOISON, every other one keeps its data.
+ */
+TEST_F_TIMEOUT(gmem_hwpoison, second_error_in_folio, 300)
+{
+	const u64 a = SZ_4K, b = variant->page_size - SZ_4K;
+
+	poison(_metadata, &self->g, self->pfn, a);
+	guest_do(&self->g, CHECK, 0);
+	poison(_metadata, &self->g, self->pfn, b);
+	guest_do(&self->g, CHECK, 0);
+	expect_poison_exit(&self->g, a);
+	expect_poison_exit(&self->g, b);
+	guest_do(&self->g, CHECK, 0);
+}
+
+/*
+ * For the reclaim_fails_* cases: the VM must get SEV-SNP's rules from the
+ * RMP model, whose next @fail RMP updates to shared are made to fail.
+ */
+static bool rmp_fail_setup(struct __test_metadata *_metadata,
+			   struct rmp_lost *r, u64 fail)
+{
+	u64 left;
+
+	if (!gmem_rmp_model_snp() || !gmem_rmp_model_get("leaked", &r->leaked0))
+		SKIP(return false, "the VM has no RMP model (kvm.rmp_model=snp)");
+	r->on = true;
+	r->corrupted0 = hardware_corrupted_kb();
+	gmem_rmp_model_put("fail_make_shared", fail);
+	TEST_ASSERT(gmem_rmp_model_get("fail_make_shared", &left) && left == fail,
+		    "fail_make_shared %lu, wrote %lu", left, fail);
+	return true;
+}
+
+/* A page left assigned at @off of the folio at @pfn: poisoned for good. */
+static void rmp_lost(struct rmp_lost *r, struct gmem_guest *g, u64 pfn,
+		     u64 off)
+{
+	r->lost++;
+	keep_pfn(pfn);
+	poisoned[nr_poisoned++] = off;
+	sync_global_to_guest(g->vm, poisoned);
+	sync_global_to_guest(g->vm, nr_poisoned);
+}
+
+/*
+ * A 4K punch whose RMP update to shared fails: the punch succeeds, the
+ * page stays the guest's and is poisoned (never zeroed or mapped again,
+ * its folio kept at close); every other subpage keeps its data.
+ */
+TEST_F_TIMEOUT(gmem_hwpoison, reclaim_fails_on_punch, 300)
+{
+	const u64 off = variant->page_size / 2 + 3 * SZ_4K;
+	u64 left;
+
+	/* One 4K page of a 2M RMP region: 1G would only cost a gigabyte. */
+	if (variant->page_size > SZ_2M)
+		SKIP(return, "the same on 2M");
+	if (!rmp_fail_setup(_metadata, &self->rmp, 1))
+		return;
+	gmem_punch(self->g.fd, off, SZ_4K);
+	ASSERT_TRUE(gmem_rmp_model_get("fail_make_shared", &left));
+	ASSERT_EQ(0, left) TH_LOG("the punch made no RMP update to shared");
+	rmp_lost(&self->rmp, &self->g, self->pfn, off);
+	ASSERT_EQ(4, hardware_corrupted_kb() - self->rmp.corrupted0);
+	guest_do(&self->g, CHECK, 0);
+	expect_poison_exit(&self->g, off);
+	/* A refill of the range does not bring the page back either. */
+	gmem_allocate(self->g.fd, off, SZ_4K);
+	expect_poison_exit(&self->g, off);
+	guest_do(&self->g, CHECK, 0);
+}
+
+/*
+ * At close the release of the private folio fails: each of its 2M RMP
+ * updates fails once, and guest_memfd retries the folio by smaller
+ * blocks: 2M blocks (of a 1G folio), whose first fails again, then 4K
+ * pages, whose first fails too.  That one page is kept poisoned, with its
+ * folio; the others are given back.
+ */
+TEST_F_TIMEOUT(gmem_hwpoison, reclaim_fails_on_close, 300)
+{
+	const u64 regions = variant->page_size / SZ_2M;
+
+	if (!rmp_fail_setup(_metadata, &self->rmp, regions + (regions > 1 ? 2 : 1)))
+		return;
+	guest_do(&self->g, CHECK, 0);
+	self->rmp.lost = 1;
+	keep_pfn(self->pfn);
+}
+
+/*
+ * A launch (kvm_gmem_populate(), as SNP_LAUNCH_UPDATE runs it) whose
+ * firmware update fails, and whose reclaim by SEV-SNP fails too: the
+ * firmware keeps the page, SNP leaks it, assigned, and bugs the VM.
+ * guest_memfd's own reclaim of the page fails as well, so the page is
+ * poisoned: never zeroed or handed back, its folio kept at close.  The
+ * page is one the guest had filled, punched and launched again (the
+ * launch refills it).
+ */
+TEST_F_TIMEOUT(gmem_hwpoison, launch_reclaim_fails, 300)
+{
+	const u64 off = variant->page_size / 2 + 3 * SZ_4K;
+	int r;
+
+	/* One 4K page of a 2M RMP region: 1G would only cost a gigabyte. */
+	if (variant->page_size > SZ_2M)
+		SKIP(return, "the same on 2M");
+	if (!rmp_fail_setup(_metadata, &self->rmp, 0))
+		return;
+	vm_mem_set_shared(self->g.vm, self->g.gpa + off, SZ_4K);
+	gmem_punch(self->g.fd, off, SZ_4K);
+	vm_mem_set_private(self->g.vm, self->g.gpa + off, SZ_4K);
+
+	gmem_rmp_model_put("fail_launch_update", 1);
+	gmem_rmp_model_put("fail_make_shared", 1);
+	ASSERT_EQ(EIO, gmem_rmp_model_launch(self->g.vm, self->g.gpa + off, 1, NULL));
+	rmp_lost(&self->rmp, &self->g, self->pfn, off);
+	ASSERT_EQ(4, hardware_corrupted_kb() - self->rmp.corrupted0)
+		TH_LOG("the page SNP leaked was not kept as poisoned");
+	/* SNP bugs the VM. */
+	r = _vcpu_run(self->g.vcpu);
+	ASSERT_TRUE(r == -1 && errno == EIO)
+		TH_LOG("KVM_RUN after the leak: %d (%s)", r, r ? strerror(errno) : "ok");
 }
 
 /*
