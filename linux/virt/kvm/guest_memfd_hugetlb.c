@@ -1045,6 +1045,9 @@ int kvm_gmem_hugetlb_populate(struct kvm_gmem_hugetlb *hg, struct kvm *kvm,
 	struct kvm_gmem_subpages *sp;
 	int r;
 
+	if (WARN_ON_ONCE(hg->no_direct_map))
+		return -EOPNOTSUPP;
+
 	folio_lock(folio);
 	if (folio_test_uptodate(folio)) {
 		r = -EEXIST;
@@ -1068,6 +1071,8 @@ int kvm_gmem_hugetlb_populate(struct kvm_gmem_hugetlb *hg, struct kvm *kvm,
 
 	r = post_populate(kvm, gfn, pfn, src_page, opaque);
 	if (r) {
+		/* SEV-SNP: its RMP has the page assigned; guest_memfd does not. */
+		WARN_ON_ONCE(r == -EEXIST);
 		kvm_gmem_hugetlb_reclaim(folio, index, 0, KVM_GMEM_RECLAIM_UNDO);
 		/* Given back (not poisoned by the reclaim): wipe the copy. */
 		if (hugetlb_gmem_hwpoison_order(folio, off, 0) >= 0) {

@@ -57,9 +57,10 @@
  * by fail_make_private), then the firmware's update, which writing N to
  * fail_launch_update fails N times: the page is then made shared again,
  * as snp_page_reclaim() does, and the write fails with EIO; if
- * fail_make_shared fails that reclaim too, the page stays assigned for
- * good (the firmware keeps it: every later update to shared fails), SNP
- * leaks it and the VM is bugged.  A write that launches only part of its
+ * fail_make_shared fails that reclaim too, the page stays assigned (the
+ * firmware keeps it: every later update to shared fails) until its
+ * folio's final call, which counts it as leaked; SNP leaks it and the VM
+ * is bugged (silently here: SNP's KVM_BUG() warns).  A write that launches only part of its
  * pages fails with EIO too.
  *
  * Reclaims carry no VM: the model takes those that cover pages it
@@ -738,7 +739,7 @@ static ssize_t rmp_model_launch_write(struct file *file,
 	if (!kvm_rmp_model_vm(kvm))
 		return -EINVAL;
 	/* As for the VM's ioctls; the source is the caller's memory. */
-	if (kvm->mm != current->mm)
+	if (kvm->mm != current->mm || kvm->vm_dead)
 		return -EIO;
 
 	mutex_lock(&kvm->slots_lock);

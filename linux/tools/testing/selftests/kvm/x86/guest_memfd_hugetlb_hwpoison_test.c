@@ -392,8 +392,8 @@ static void poison(struct __test_metadata *_metadata, struct gmem_guest *g, u64 
 /*
  * Each case loses its hugepage for good, and the test VM has four of 1G:
  * the cases that race an error with an allocation come first, and on 1G
- * only those, second_error_in_folio and reclaim_fails_on_close run (the
- * others are the same on 2M).
+ * only error_during_allocation (up to two pages), second_error_in_folio
+ * and reclaim_fails_on_close run (the others are the same on 2M).
  */
 #define FAIL_NTH_PATH	"/proc/thread-self/fail-nth"
 #define FAILSLAB_WAIT	"/sys/kernel/debug/failslab/ignore-gfp-wait"
@@ -706,10 +706,11 @@ TEST_F_TIMEOUT(gmem_hwpoison, launch_reclaim_fails, 300)
 	rmp_lost(&self->rmp, &self->g, self->pfn, off);
 	ASSERT_EQ(4, hardware_corrupted_kb() - self->rmp.corrupted0)
 		TH_LOG("the page SNP leaked was not kept as poisoned");
-	/* SNP bugs the VM. */
+	/* SNP bugs the VM: nothing runs or launches any more. */
 	r = _vcpu_run(self->g.vcpu);
 	ASSERT_TRUE(r == -1 && errno == EIO)
 		TH_LOG("KVM_RUN after the leak: %d (%s)", r, r ? strerror(errno) : "ok");
+	ASSERT_EQ(EIO, gmem_rmp_model_launch(self->g.vm, self->g.gpa + off + SZ_4K, 1, NULL));
 }
 
 /*
