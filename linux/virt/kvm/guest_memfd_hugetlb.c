@@ -552,6 +552,16 @@ static void kvm_gmem_reclaim_private(struct kvm_gmem_subpages *sp,
 		kvm_gmem_hugetlb_reclaim(folio, folio->index + s, order, why);
 }
 
+/* Zero subpage @i of a locked folio for the host, unless it is poisoned. */
+static void kvm_gmem_wipe_subpage(struct folio *folio, unsigned long i)
+{
+	/* A poisoned subpage is never written or mapped. */
+	if (hugetlb_gmem_hwpoison_order(folio, i, 0) < 0)
+		return;
+	kvm_arch_gmem_host_write(folio_pfn(folio) + i, 1);
+	hugetlb_gmem_clear_pages(folio, i, 1);
+}
+
 /*
  * Punch [@start, @end) (subpage offsets) out of a locked folio: reclaim
  * its private subpages, then zero and mark each block not punched before.
@@ -579,13 +589,8 @@ static bool kvm_gmem_punch_folio(struct kvm_gmem_hugetlb *hg,
 	kvm_gmem_blocks_init(&it, sp->punched, start, end, false);
 	while (kvm_gmem_punch_next(&it, &s, &order)) {
 		bitmap_set(sp->not_private, s, 1UL << order);
-		for (i = s; i < s + (1UL << order); i++) {
-			/* A poisoned subpage is never written or mapped. */
-			if (hugetlb_gmem_hwpoison_order(folio, i, 0) >= 0) {
-				kvm_arch_gmem_host_write(folio_pfn(folio) + i, 1);
-				hugetlb_gmem_clear_pages(folio, i, 1);
-			}
-		}
+		for (i = s; i < s + (1UL << order); i++)
+			kvm_gmem_wipe_subpage(folio, i);
 	}
 	kvm_gmem_account_punched(hg, sp, it.punched);
 	return sp->nr_punched == nr;
@@ -1075,10 +1080,7 @@ int kvm_gmem_hugetlb_populate(struct kvm_gmem_hugetlb *hg, struct kvm *kvm,
 		WARN_ON_ONCE(r == -EEXIST);
 		kvm_gmem_hugetlb_reclaim(folio, index, 0, KVM_GMEM_RECLAIM_UNDO);
 		/* Given back (not poisoned by the reclaim): wipe the copy. */
-		if (hugetlb_gmem_hwpoison_order(folio, off, 0) >= 0) {
-			kvm_arch_gmem_host_write(pfn, 1);
-			hugetlb_gmem_clear_pages(folio, off, 1);
-		}
+		kvm_gmem_wipe_subpage(folio, off);
 		goto out;
 	}
 	trace_kvm_gmem_prepare(index, pfn, 0);
