@@ -13,6 +13,7 @@
 #ifndef _LINUX_HUGETLB_GMEM_H
 #define _LINUX_HUGETLB_GMEM_H
 
+#include <linux/mm_types.h>
 #include <linux/types.h>
 
 struct address_space;
@@ -20,6 +21,8 @@ struct folio;
 struct hstate;
 struct hugetlb_cgroup;
 struct mutex;
+struct vm_area_struct;
+struct vm_fault;
 
 #ifdef CONFIG_KVM_GMEM_HUGETLB
 unsigned long hugetlb_gmem_supported_shifts(void);
@@ -44,6 +47,11 @@ void hugetlb_gmem_clear_pages(struct folio *folio, unsigned long start,
 			      unsigned long nr);
 void hugetlb_gmem_restore_direct_map(struct folio *folio);
 void hugetlb_gmem_collapse_direct_map(unsigned long pfn);
+vm_fault_t hugetlb_gmem_map_pages(struct vm_fault *vmf, struct folio *folio,
+				  unsigned long first, unsigned long nr);
+vm_fault_t hugetlb_gmem_map_pmd(struct vm_fault *vmf, struct folio *folio,
+				unsigned long first);
+void hugetlb_gmem_split_vma(struct vm_area_struct *vma, unsigned long addr);
 #ifdef CONFIG_MEMORY_FAILURE
 int hugetlb_gmem_hwpoison_order(struct folio *folio, unsigned long idx,
 				int order);

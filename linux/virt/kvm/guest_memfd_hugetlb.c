@@ -662,8 +662,9 @@ int kvm_gmem_hugetlb_punch_prepare(struct kvm_gmem_hugetlb *hg,
  * folio is freed as a whole punch frees it.
  *
  * The caller holds the invalidate lock for write, called
- * kvm_gmem_hugetlb_punch_prepare() for the range under it and zapped every
- * mapping of the range.  Cannot fail.
+ * kvm_gmem_hugetlb_punch_prepare() for the range under it and zapped KVM's
+ * mappings of the range; user mappings are zapped here, under each folio's
+ * lock.  Cannot fail.
  */
 void kvm_gmem_hugetlb_truncate(struct kvm_gmem_hugetlb *hg,
 			       struct address_space *mapping,
@@ -709,6 +710,12 @@ void kvm_gmem_hugetlb_truncate(struct kvm_gmem_hugetlb *hg,
 			continue;
 		}
 
+		/*
+		 * User mappings go before the subpages leave use; faults map
+		 * under the folio lock, so none comes back meanwhile.
+		 */
+		if (folio_mapped(folio))
+			unmap_mapping_pages(mapping, first + s, e - s, false);
 		if (!whole)
 			whole = kvm_gmem_punch_folio(hg, folio, s, e);
 		if (whole) {
@@ -825,6 +832,151 @@ retry:
 	kvm_gmem_hugetlb_refill(hg, folio, index, end, promote_start,
 				promote_end);
 	return folio;
+}
+
+/* Whether the host may map subpage @i of a locked folio: in use, not poisoned. */
+static bool kvm_gmem_subpage_mappable(struct kvm_gmem_subpages *sp,
+				      struct folio *folio, unsigned long i)
+{
+	if (sp && test_bit(i, sp->punched))
+		return false;
+	return hugetlb_gmem_hwpoison_order(folio, i, 0) >= 0;
+}
+
+/*
+ * kvm_gmem_hugetlb_fault - fault on a user mapping of a hugetlb guest_memfd
+ * @hg: the inode's hugetlb state
+ * @vmf: the fault, on shared memory inside the file
+ *
+ * Allocates the folio, or refills the punched subpage of the fault (it is
+ * zero), and maps the run of subpages in use around it that the page
+ * table of the fault and the VMA hold, with PTEs.  The folio lock is held
+ * from the lookup to the mapping: a punch zaps user mappings of the
+ * subpages it takes out of use under it, so no stale entry survives.
+ *
+ * Return: VM_FAULT_NOPAGE, VM_FAULT_HWPOISON if the subpage is poisoned,
+ * VM_FAULT_SIGBUS if a punched-out hugepage cannot be had from the pool
+ * again (as on hugetlbfs), or VM_FAULT_OOM.
+ */
+vm_fault_t kvm_gmem_hugetlb_fault(struct kvm_gmem_hugetlb *hg,
+				  struct vm_fault *vmf)
+{
+	struct vm_area_struct *vma = vmf->vma;
+	unsigned long addr = vmf->address & PAGE_MASK;
+	unsigned long lo, hi, s, e, off, nr;
+	struct kvm_gmem_subpages *sp;
+	struct folio *folio;
+	pgoff_t ps, pe;
+	vm_fault_t ret;
+
+	folio = kvm_gmem_hugetlb_get_folio(hg, vma->vm_file->f_mapping,
+					   vmf->pgoff, vmf->pgoff + 1,
+					   &ps, &pe);
+	if (IS_ERR(folio))
+		return PTR_ERR(folio) == -ENOMEM ? VM_FAULT_SIGBUS :
+						   vmf_error(PTR_ERR(folio));
+
+	nr = folio_nr_pages(folio);
+	off = vmf->pgoff - folio->index;
+	sp = kvm_gmem_folio_subpages(hg, folio);
+	if (!kvm_gmem_subpage_mappable(sp, folio, off)) {
+		ret = VM_FAULT_HWPOISON;
+		goto out;
+	}
+
+	/* The subpages that the fault's page table and the VMA can map. */
+	lo = max(addr & PMD_MASK, vma->vm_start);
+	hi = min((addr & PMD_MASK) + PMD_SIZE, vma->vm_end);
+	lo = off - min(off, (addr - lo) >> PAGE_SHIFT);
+	hi = min(nr, off + ((hi - addr) >> PAGE_SHIFT));
+	for (s = off; s > lo && kvm_gmem_subpage_mappable(sp, folio, s - 1); s--)
+		;
+	for (e = off + 1; e < hi && kvm_gmem_subpage_mappable(sp, folio, e); e++)
+		;
+	ret = hugetlb_gmem_map_pages(vmf, folio, s, e - s);
+	/*
+	 * [ps, pe) lost its last hole: KVM's small mappings of it stay until
+	 * they are zapped (a gmem-only memslot), or follow this mapping's
+	 * (through the MMU notifier).
+	 */
+out:
+	folio_unlock(folio);
+	folio_put(folio);
+	return ret;
+}
+
+#ifdef CONFIG_TRANSPARENT_HUGEPAGE
+/*
+ * kvm_gmem_hugetlb_huge_fault - map a hugetlb guest_memfd with a PMD or PUD
+ * @hg: the inode's hugetlb state
+ * @vmf: the fault, on shared memory inside the file
+ * @order: PMD_ORDER or PUD_ORDER
+ *
+ * As kvm_gmem_hugetlb_fault(), but maps the naturally aligned block of
+ * @order around the fault with one entry: a whole 2M or 1G folio, or a 2M
+ * block of a 1G folio.  Only the subpage of the fault is refilled: the
+ * block must hold no other punched or poisoned subpage.
+ *
+ * Return: VM_FAULT_NOPAGE, VM_FAULT_FALLBACK if the block is not wholly in
+ * use or does not fit the VMA (the fault is tried again smaller), or as
+ * kvm_gmem_hugetlb_fault().
+ */
+vm_fault_t kvm_gmem_hugetlb_huge_fault(struct kvm_gmem_hugetlb *hg,
+				       struct vm_fault *vmf,
+				       unsigned int order)
+{
+	struct vm_area_struct *vma = vmf->vma;
+	unsigned long nr = 1UL << order, first;
+	vm_fault_t ret = VM_FAULT_FALLBACK;
+	struct kvm_gmem_subpages *sp;
+	struct folio *folio;
+	pgoff_t ps, pe;
+
+	if ((order != PMD_ORDER && order != PUD_ORDER) ||
+	    order > huge_page_order(hg->h) ||
+	    !thp_vma_suitable_order(vma, vmf->address, order))
+		return VM_FAULT_FALLBACK;
+
+	folio = kvm_gmem_hugetlb_get_folio(hg, vma->vm_file->f_mapping,
+					   vmf->pgoff, vmf->pgoff + 1,
+					   &ps, &pe);
+	if (IS_ERR(folio))
+		return PTR_ERR(folio) == -ENOMEM ? VM_FAULT_SIGBUS :
+						   vmf_error(PTR_ERR(folio));
+
+	first = ALIGN_DOWN(vmf->pgoff - folio->index, nr);
+	sp = kvm_gmem_folio_subpages(hg, folio);
+	if (sp && find_next_bit(sp->punched, first + nr, first) < first + nr)
+		goto out;
+	if (hugetlb_gmem_hwpoison_order(folio, first, order) != order)
+		goto out;
+	if (order == PMD_ORDER)
+		ret = hugetlb_gmem_map_pmd(vmf, folio, first);
+#ifdef CONFIG_HAVE_ARCH_TRANSPARENT_HUGEPAGE_PUD
+	else
+		ret = vmf_insert_folio_pud(vmf, folio,
+					   vmf->flags & FAULT_FLAG_WRITE);
+#endif
+out:
+	folio_unlock(folio);
+	folio_put(folio);
+	return ret;
+}
+#endif
+
+/*
+ * kvm_gmem_hugetlb_may_split - a VMA of the file is about to be split
+ * @hg: the inode's hugetlb state
+ * @vma: the VMA
+ * @addr: where
+ *
+ * No PUD entry may straddle the two parts.
+ */
+void kvm_gmem_hugetlb_may_split(struct kvm_gmem_hugetlb *hg,
+				struct vm_area_struct *vma, unsigned long addr)
+{
+	if (huge_page_order(hg->h) >= PUD_ORDER)
+		hugetlb_gmem_split_vma(vma, addr);
 }
 
 /* Make one naturally aligned block of a locked folio private. */

@@ -9,6 +9,7 @@
 
 #include <linux/atomic.h>
 #include <linux/kvm_types.h>
+#include <linux/mm_types.h>
 #include <linux/spinlock.h>
 #include <linux/xarray.h>
 
@@ -20,6 +21,8 @@ struct kvm;
 struct kvm_memory_slot;
 struct page;
 struct seq_file;
+struct vm_area_struct;
+struct vm_fault;
 
 /*
  * The hugetlb state of a guest_memfd inode (GUEST_MEMFD_FLAG_HUGETLB).
@@ -79,6 +82,13 @@ int kvm_gmem_hugetlb_punch_prepare(struct kvm_gmem_hugetlb *hg,
 void kvm_gmem_hugetlb_truncate(struct kvm_gmem_hugetlb *hg,
 			       struct address_space *mapping,
 			       pgoff_t start, pgoff_t end);
+vm_fault_t kvm_gmem_hugetlb_fault(struct kvm_gmem_hugetlb *hg,
+				  struct vm_fault *vmf);
+void kvm_gmem_hugetlb_may_split(struct kvm_gmem_hugetlb *hg,
+				struct vm_area_struct *vma, unsigned long addr);
+vm_fault_t kvm_gmem_hugetlb_huge_fault(struct kvm_gmem_hugetlb *hg,
+				       struct vm_fault *vmf,
+				       unsigned int order);
 void kvm_gmem_hugetlb_show_fdinfo(struct kvm_gmem_hugetlb *hg,
 				  struct seq_file *m);
 void kvm_gmem_hugetlb_free_folio(struct folio *folio);

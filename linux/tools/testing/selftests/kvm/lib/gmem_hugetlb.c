@@ -139,8 +139,9 @@ const char *guest_memfd_backing_str(struct guest_memfd_backing backing)
 /*
  * Whether KVM_CREATE_GUEST_MEMFD with @flags should succeed on @vm: every
  * flag reported by KVM_CAP_GUEST_MEMFD_FLAGS for the VM, none of
- * GUEST_MEMFD_HUGETLB_EXCLUDES together with GUEST_MEMFD_FLAG_HUGETLB, and
- * none of GUEST_MEMFD_HUGETLB_ONLY without it.
+ * GUEST_MEMFD_NO_DIRECT_MAP_EXCLUDES together with
+ * GUEST_MEMFD_FLAG_NO_DIRECT_MAP, and none of GUEST_MEMFD_HUGETLB_ONLY
+ * without GUEST_MEMFD_FLAG_HUGETLB.
  */
 bool vm_guest_memfd_flags_valid(struct kvm_vm *vm, u64 flags)
 {
@@ -148,8 +149,11 @@ bool vm_guest_memfd_flags_valid(struct kvm_vm *vm, u64 flags)
 
 	if (flags & ~valid)
 		return false;
+	if ((flags & GUEST_MEMFD_FLAG_NO_DIRECT_MAP) &&
+	    (flags & GUEST_MEMFD_NO_DIRECT_MAP_EXCLUDES))
+		return false;
 	if (flags & GUEST_MEMFD_FLAG_HUGETLB)
-		return !(flags & GUEST_MEMFD_HUGETLB_EXCLUDES);
+		return true;
 	return !(flags & GUEST_MEMFD_HUGETLB_ONLY);
 }
 

@@ -209,8 +209,8 @@ TEST_F(gmem_hugetlb, capability)
 /*
  * Every flag alone, and with GUEST_MEMFD_FLAG_HUGETLB (of this size and of
  * the default size): valid exactly when KVM_CAP_GUEST_MEMFD_FLAGS reports
- * it for the VM and it isn't one of GUEST_MEMFD_HUGETLB_EXCLUDES (with
- * hugetlb) or GUEST_MEMFD_HUGETLB_ONLY (alone).
+ * it for the VM and vm_guest_memfd_flags_valid() (the library's rules)
+ * accepts the combination.
  */
 TEST_F_TIMEOUT(gmem_hugetlb, flags, 120)
 {

@@ -1,0 +1,654 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * mmap() of hugetlb guest_memfd, as non-confidential VMMs use it: a
+ * default VM's file created with GUEST_MEMFD_FLAG_HUGETLB |
+ * GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED, mapped by the VMM
+ * and by KVM (a gmem-only memslot, or an ordinary memslot over the VMM's
+ * mapping as QEMU 11 binds it).
+ *
+ * Each test checks the data through every mapping, that the mapped pages
+ * are the file's hugetlb folios, never split (pagemap, kpageflags), and
+ * that the pool is exactly as before when the file is gone.  The pool
+ * counters are global: nothing else may use hugepages of the tested size
+ * while this runs.  The hwpoison test loses a hugepage for good (run it
+ * last: -t hwpoison; the others: -T hwpoison).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <linux/userfaultfd.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+
+#include "gmem_hugetlb.h"
+#include "kvm_util.h"
+#include "processor.h"
+#include "test_util.h"
+#include "ucall_common.h"
+
+#include "kselftest_harness.h"
+#include "gmem_hugetlb_harness.h"
+
+/* Never zero, so that stale data can't pass for zeroed memory. */
+#define PATTERN(off)	((u64)(0x5a5aa5a500000000ULL ^ (off)))
+#define MARK(off)	((u64)(0x1234abcd00000000ULL ^ (off)))
+
+#define KPF_HUGE	17
+
+#define MMAP_GPA	(4ULL << 30)
+#define MMAP_SLOT	10
+
+/* Most tests use a file of two hugepages; hwpoison, run last, one. */
+#define need_two()							\
+	do {								\
+		if (!gmem_need_hugepages(_metadata, variant->page_size,	\
+					 &self->base, 2))		\
+			return;						\
+	} while (0)
+
+#define assert_pool(free, resv, fmt, ...) \
+	hugetlb_pool_assert(variant->page_size, &self->base, free, resv, fmt, ##__VA_ARGS__)
+
+FIXTURE(gmem_mmap) {
+	struct kvm_vm *vm;
+	struct guest_memfd_backing backing;
+	struct hugetlb_pool base;
+	/* Hugepages a test lost for good (hwpoison). */
+	long lost;
+};
+
+FIXTURE_VARIANT(gmem_mmap) {
+	size_t page_size;
+};
+
+FIXTURE_VARIANT_ADD(gmem_mmap, 2M) {
+	.page_size = SZ_2M,
+};
+
+FIXTURE_VARIANT_ADD(gmem_mmap, 1G) {
+	.page_size = SZ_1G,
+};
+
+static const u64 mmap_flags = GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED;
+
+FIXTURE_SETUP(gmem_mmap)
+{
+	const size_t hpage = variant->page_size;
+	u64 flags;
+
+	self->vm = NULL;
+	self->lost = 0;
+	if (!hugetlb_pool_read(hpage, &self->base))
+		SKIP(return, "no %zukB hugetlb pool", hpage >> 10);
+	if (!gmem_need_hugepages(_metadata, hpage, &self->base, 1))
+		return;
+	self->vm = vm_create_barebones();
+	flags = vm_check_cap(self->vm, KVM_CAP_GUEST_MEMFD_FLAGS);
+	if (!(flags & GUEST_MEMFD_FLAG_HUGETLB) ||
+	    !(vm_check_cap(self->vm, KVM_CAP_GUEST_MEMFD_HUGETLB) &
+	      BIT_ULL(__builtin_ctzl(hpage))))
+		SKIP(return, "default VMs have no %zukB hugetlb guest_memfd", hpage >> 10);
+	ASSERT_EQ(mmap_flags, flags & mmap_flags);
+	self->backing = guest_memfd_hugetlb_backing(hpage);
+	self->backing.flags |= mmap_flags;
+}
+
+FIXTURE_TEARDOWN(gmem_mmap)
+{
+	if (self->vm)
+		kvm_vm_free(self->vm);
+	hugetlb_pool_assert(variant->page_size, &self->base, -self->lost, 0,
+			    "after the test");
+}
+
+static u64 *map_file(int fd, size_t size)
+{
+	u64 *mem = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+
+	TEST_ASSERT(mem != MAP_FAILED, "mmap of %zu bytes: %s", size, strerror(errno));
+	return mem;
+}
+
+/* One word of each 4K page of [off, off + len). */
+static void fill(u64 *mem, u64 off, u64 len)
+{
+	u64 o;
+
+	for (o = off; o < off + len; o += SZ_4K)
+		mem[o / 8] = PATTERN(o);
+}
+
+/* The first 4K page of [off, off + len) whose word isn't @want's, or -1. */
+static s64 first_bad(const u64 *mem, u64 off, u64 len, bool zero)
+{
+	u64 o;
+
+	for (o = off; o < off + len; o += SZ_4K)
+		if (mem[o / 8] != (zero ? 0 : PATTERN(o)))
+			return o;
+	return -1;
+}
+
+#define ASSERT_DATA(mem, off, len)	ASSERT_EQ(-1, first_bad(mem, off, len, false))
+#define ASSERT_ZERO(mem, off, len)	ASSERT_EQ(-1, first_bad(mem, off, len, true))
+
+/* pagemap entry of @addr in this process. */
+static u64 pagemap_entry(const void *addr)
+{
+	u64 e = 0;
+	int fd = open("/proc/self/pagemap", O_RDONLY);
+
+	TEST_ASSERT(fd >= 0, "open pagemap: %s", strerror(errno));
+	TEST_ASSERT(pread(fd, &e, 8, (uintptr_t)addr / SZ_4K * 8) == 8, "read pagemap");
+	close(fd);
+	return e;
+}
+
+static u64 pfn_of(const void *addr)
+{
+	u64 e = pagemap_entry(addr);
+
+	TEST_ASSERT(e & BIT_ULL(63), "%p not present in pagemap", addr);
+	return e & GENMASK_ULL(54, 0);
+}
+
+static u64 kpageflags(u64 pfn)
+{
+	u64 f = 0;
+	int fd = open("/proc/kpageflags", O_RDONLY);
+
+	TEST_ASSERT(fd >= 0, "open kpageflags: %s", strerror(errno));
+	TEST_ASSERT(pread(fd, &f, 8, pfn * 8) == 8, "read kpageflags");
+	close(fd);
+	return f;
+}
+
+/*
+ * The mapped subpages @first .. @first + @nr - 1 of the hugepage at @hp (a
+ * mapping's address of its first byte) are those of one hugetlb folio,
+ * at their offsets: the folio is mapped, not split or copied.
+ */
+static void assert_folio_mapped(const u8 *hp, size_t hpage, u64 first, u64 nr)
+{
+	u64 pfn0 = pfn_of(hp + first * SZ_4K) - first, i;
+
+	TEST_ASSERT(!(pfn0 & (hpage / SZ_4K - 1)),
+		    "pfn %#lx of subpage 0 isn't aligned to the hugepage", pfn0);
+	TEST_ASSERT(kpageflags(pfn0 + first) & BIT_ULL(KPF_HUGE),
+		    "pfn %#lx isn't of a hugetlb folio", pfn0 + first);
+	for (i = first; i < first + nr; i++)
+		TEST_ASSERT(pfn_of(hp + i * SZ_4K) == pfn0 + i,
+			    "subpage %lu at pfn %#lx, not %#lx", i,
+			    pfn_of(hp + i * SZ_4K), pfn0 + i);
+}
+
+static long minor_faults(void)
+{
+	struct rusage ru;
+
+	TEST_ASSERT(!getrusage(RUSAGE_SELF, &ru), "getrusage");
+	return ru.ru_minflt;
+}
+
+/* Subpages whose mapping the tests check: head, first tail struct pages, and
+ * beyond the first vmemmap page (HVO maps those struct pages read-only). */
+static const u64 probe_subpages[] = { 0, 1, 63, 64, 65, 100, 511 };
+
+TEST_F(gmem_mmap, map_read_write)
+{
+	const size_t hpage = variant->page_size, size = 2 * hpage;
+	u64 *mem, *mem2;
+	long faults;
+	int fd, i, h;
+
+	need_two();
+	fd = vm_create_guest_memfd_backing(self->vm, size, self->backing);
+	assert_pool(0, 2, "after creation");
+
+	/* As upstream: no private (copy-on-write) mapping. */
+	ASSERT_EQ(MAP_FAILED, mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0));
+	ASSERT_EQ(EINVAL, errno);
+
+	mem = map_file(fd, size);
+	ASSERT_EQ(0, (uintptr_t)mem & (hpage - 1)) TH_LOG("%p not aligned", mem);
+	/* Mapping allocates nothing; touching does. */
+	assert_pool(0, 2, "after mmap");
+	/* One fault maps a whole hugepage. */
+	faults = minor_faults();
+	fill(mem, 0, size);
+	ASSERT_EQ(2, minor_faults() - faults);
+	assert_pool(-2, 0, "after touching all");
+	ASSERT_DATA(mem, 0, size);
+
+	for (h = 0; h < 2; h++)
+		for (i = 0; i < ARRAY_SIZE(probe_subpages); i++)
+			assert_folio_mapped((u8 *)mem + h * hpage, hpage,
+					    probe_subpages[i], 1);
+	assert_folio_mapped((u8 *)mem, hpage, 0, 512);
+
+	/* A second mapping, at an offset, sees the same memory. */
+	mem2 = mmap(NULL, hpage, PROT_READ | PROT_WRITE, MAP_SHARED, fd, hpage);
+	ASSERT_NE(MAP_FAILED, mem2);
+	ASSERT_EQ(0, (uintptr_t)mem2 & (hpage - 1));
+	ASSERT_EQ(PATTERN(hpage), mem2[0]);
+	ASSERT_EQ(pfn_of(mem2), pfn_of((u8 *)mem + hpage));
+	mem2[5] = MARK(5);
+	ASSERT_EQ(MARK(5), mem[hpage / 8 + 5]);
+	mem2[5] = PATTERN(hpage);	/* word 5 isn't checked, but restore */
+	ASSERT_EQ(0, munmap(mem2, hpage));
+
+	/* The mapping keeps the file, and so its memory, without the fd. */
+	close(fd);
+	ASSERT_DATA(mem, 0, size);
+	ASSERT_EQ(0, munmap(mem, size));
+	assert_pool(0, 0, "after munmap and close");
+}
+
+/* A child process @fn(mem) with the mapping inherited; returns its status. */
+static int in_child(void (*fn)(u64 *mem, u64 arg), u64 *mem, u64 arg)
+{
+	int status;
+	pid_t pid = fork();
+
+	TEST_ASSERT(pid >= 0, "fork: %s", strerror(errno));
+	if (!pid) {
+		fn(mem, arg);
+		_exit(0);
+	}
+	TEST_ASSERT(waitpid(pid, &status, 0) == pid, "waitpid");
+	return status;
+}
+
+static void child_check_and_mark(u64 *mem, u64 off)
+{
+	/* Faults in the child: fork copies no page table of such a VMA. */
+	if (first_bad(mem, off, SZ_2M, false) != -1)
+		_exit(1);
+	mem[off / 8 + 1] = MARK(off);
+}
+
+static void child_check_zero(u64 *mem, u64 off)
+{
+	if (mem[off / 8] != 0 || mem[off / 8 + 1] != 0)
+		_exit(1);
+}
+
+TEST_F(gmem_mmap, punch_and_fork)
+{
+	const size_t hpage = variant->page_size, size = 2 * hpage;
+	const u64 hole = 100 * SZ_4K;
+	u64 *mem, *mem2;
+	struct gmem_fdinfo info;
+	int fd;
+
+	need_two();
+	fd = vm_create_guest_memfd_backing(self->vm, size, self->backing);
+	mem = map_file(fd, size);
+	mem2 = map_file(fd, size);
+	fill(mem, 0, size);
+	ASSERT_DATA(mem2, 0, size);
+
+	/* A child sees the data and its write lands in the file. */
+	ASSERT_EQ(0, in_child(child_check_and_mark, mem, 0));
+	ASSERT_EQ(MARK(0), mem2[1]);
+	mem[1] = PATTERN(0);
+
+	/* 4K punch: zero in every mapping, the rest intact, the folio kept. */
+	gmem_punch(fd, hole, SZ_4K);
+	gmem_fdinfo_read(fd, &info);
+	ASSERT_EQ(1, info.punched_subpages);
+	ASSERT_EQ(0, pagemap_entry((u8 *)mem + hole) & BIT_ULL(63));
+	ASSERT_ZERO(mem, hole, SZ_4K);
+	ASSERT_ZERO(mem2, hole, SZ_4K);
+	ASSERT_EQ(0, mem2[hole / 8 + 1]);
+	ASSERT_DATA(mem, 0, hole);
+	ASSERT_DATA(mem2, hole + SZ_4K, size - hole - SZ_4K);
+	ASSERT_EQ(0, in_child(child_check_zero, mem, hole));
+	assert_pool(-2, 0, "after a 4K punch");
+	/* The neighbours are still the same folio. */
+	assert_folio_mapped((u8 *)mem2, hpage, 99, 1);
+	assert_folio_mapped((u8 *)mem2, hpage, 101, 1);
+
+	/* The read above refilled it (zeroed); a write sticks. */
+	gmem_fdinfo_read(fd, &info);
+	ASSERT_EQ(0, info.punched_subpages);
+	mem[hole / 8] = PATTERN(hole);
+	ASSERT_DATA(mem2, 0, size);
+	assert_folio_mapped((u8 *)mem, hpage, 99, 3);
+
+	/* Punched by pieces, the second hugepage goes back to the pool. */
+	gmem_punch(fd, hpage, SZ_4K);
+	assert_pool(-2, 0, "after punching part of the second hugepage");
+	gmem_punch(fd, hpage + SZ_4K, hpage - SZ_4K);
+	assert_pool(-1, 0, "after punching all of it");
+	ASSERT_DATA(mem, 0, hpage);
+	/* Touching it again takes a zeroed hugepage. */
+	ASSERT_ZERO(mem2, hpage, hpage);
+	assert_pool(-2, 0, "after touching it again");
+
+	ASSERT_EQ(0, munmap(mem, size));
+	ASSERT_EQ(0, munmap(mem2, size));
+	close(fd);
+	assert_pool(0, 0, "after close");
+}
+
+TEST_F(gmem_mmap, madvise_mprotect_mremap)
+{
+	const size_t hpage = variant->page_size, size = 2 * hpage;
+	const u64 off = hpage + 64 * SZ_4K;
+	struct gmem_fdinfo info;
+	u64 *mem, *moved, *area;
+	int fd;
+
+	need_two();
+	fd = vm_create_guest_memfd_backing(self->vm, size, self->backing);
+	mem = map_file(fd, size);
+	fill(mem, 0, size);
+
+	/* MADV_DONTNEED drops mappings, never data. */
+	ASSERT_EQ(0, madvise((u8 *)mem + off, SZ_4K, MADV_DONTNEED));
+	ASSERT_EQ(0, pagemap_entry((u8 *)mem + off) & BIT_ULL(63));
+	ASSERT_DATA(mem, 0, size);
+	ASSERT_EQ(0, madvise(mem, size, MADV_DONTNEED));
+	ASSERT_DATA(mem, 0, size);
+	assert_pool(-2, 0, "after MADV_DONTNEED");
+
+	/* MADV_REMOVE punches. */
+	ASSERT_EQ(0, madvise((u8 *)mem + off, SZ_4K, MADV_REMOVE));
+	gmem_fdinfo_read(fd, &info);
+	ASSERT_EQ(1, info.punched_subpages);
+	ASSERT_ZERO(mem, off, SZ_4K);
+	mem[off / 8] = PATTERN(off);
+
+	/* mprotect() of one 4K page splits the VMA, the data stays. */
+	ASSERT_EQ(0, mprotect((u8 *)mem + off, SZ_4K, PROT_READ));
+	ASSERT_DATA(mem, 0, size);
+	ASSERT_EQ(0, mprotect((u8 *)mem + off, SZ_4K, PROT_READ | PROT_WRITE));
+
+	/* mremap() to an aligned place elsewhere. */
+	area = mmap(NULL, size + hpage, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ASSERT_NE(MAP_FAILED, area);
+	moved = (u64 *)(((uintptr_t)area + hpage - 1) & ~(hpage - 1));
+	ASSERT_EQ(moved, mremap(mem, size, size, MREMAP_MAYMOVE | MREMAP_FIXED, moved));
+	ASSERT_DATA(moved, 0, size);
+	assert_folio_mapped((u8 *)moved, hpage, 0, 512);
+
+	/* Unmapping one 4K page leaves the rest mapped and intact. */
+	ASSERT_EQ(0, munmap((u8 *)moved + off, SZ_4K));
+	ASSERT_DATA(moved, 0, off);
+	ASSERT_DATA(moved, off + SZ_4K, size - off - SZ_4K);
+	ASSERT_EQ(0, munmap(area, size + hpage));
+	close(fd);
+	assert_pool(0, 0, "after close");
+}
+
+TEST_F(gmem_mmap, mlock_and_userfaultfd)
+{
+	const size_t hpage = variant->page_size, size = 2 * hpage;
+	struct uffdio_register reg;
+	struct uffdio_api api = { .api = UFFD_API };
+	u64 *mem;
+	int fd, uffd;
+
+	need_two();
+	fd = vm_create_guest_memfd_backing(self->vm, size, self->backing);
+	mem = map_file(fd, size);
+
+	/* mlock() populates the mapping; the memory is unevictable anyway. */
+	ASSERT_EQ(0, mlock(mem, hpage));
+	assert_pool(-1, 1, "after mlock of one hugepage");
+	ASSERT_NE(0, pagemap_entry((u8 *)mem + hpage - SZ_4K) & BIT_ULL(63));
+	fill(mem, 0, size);
+	ASSERT_EQ(0, munlock(mem, hpage));
+	ASSERT_DATA(mem, 0, size);
+
+	/* No userfaultfd missing or minor mode, as on 4K guest_memfd. */
+	uffd = syscall(__NR_userfaultfd, O_CLOEXEC);
+	if (uffd >= 0) {
+		ASSERT_EQ(0, ioctl(uffd, UFFDIO_API, &api));
+		reg = (struct uffdio_register){
+			.range = { .start = (uintptr_t)mem, .len = size },
+			.mode = UFFDIO_REGISTER_MODE_MISSING,
+		};
+		ASSERT_EQ(-1, ioctl(uffd, UFFDIO_REGISTER, &reg));
+		ASSERT_EQ(EINVAL, errno);
+		close(uffd);
+	} else {
+		TH_LOG("no userfaultfd: %s", strerror(errno));
+	}
+	ASSERT_EQ(0, munmap(mem, size));
+	close(fd);
+	assert_pool(0, 0, "after close");
+}
+
+/*
+ * What the kernel reaches through get_user_pages(): process_vm_readv()
+ * and process_vm_writev(), /proc/self/mem.
+ */
+TEST_F(gmem_mmap, gup)
+{
+	const size_t hpage = variant->page_size, size = 2 * hpage;
+	/* Across the boundary of the two hugepages. */
+	const u64 off = hpage - 3 * SZ_4K, len = 6 * SZ_4K;
+	struct iovec local, remote;
+	u64 *mem, *buf;
+	int fd, memfd;
+
+	need_two();
+	fd = vm_create_guest_memfd_backing(self->vm, size, self->backing);
+	mem = map_file(fd, size);
+	fill(mem, 0, size);
+	buf = calloc(1, len);
+	ASSERT_NE(NULL, buf);
+
+	local = (struct iovec){ .iov_base = buf, .iov_len = len };
+	remote = (struct iovec){ .iov_base = (u8 *)mem + off, .iov_len = len };
+	ASSERT_EQ(len, process_vm_readv(getpid(), &local, 1, &remote, 1, 0))
+		TH_LOG("process_vm_readv: %s", strerror(errno));
+	ASSERT_EQ(0, memcmp(buf, (u8 *)mem + off, len));
+	ASSERT_EQ(PATTERN(off), buf[0]);
+	buf[1] = MARK(1);
+	ASSERT_EQ(len, process_vm_writev(getpid(), &local, 1, &remote, 1, 0));
+	ASSERT_EQ(MARK(1), mem[off / 8 + 1]);
+
+	memfd = open("/proc/self/mem", O_RDWR);
+	ASSERT_LE(0, memfd);
+	memset(buf, 0, len);
+	ASSERT_EQ(len, pread(memfd, buf, len, (uintptr_t)mem + off));
+	ASSERT_EQ(PATTERN(off), buf[0]);
+	ASSERT_EQ(MARK(1), buf[1]);
+	buf[2] = MARK(2);
+	ASSERT_EQ(len, pwrite(memfd, buf, len, (uintptr_t)mem + off));
+	ASSERT_EQ(MARK(2), mem[off / 8 + 2]);
+	close(memfd);
+
+	/* A punch while pinned by none: zero through GUP too. */
+	gmem_punch(fd, off, SZ_4K);
+	ASSERT_EQ(len, process_vm_readv(getpid(), &local, 1, &remote, 1, 0));
+	ASSERT_EQ(0, buf[0]);
+	ASSERT_EQ(0, buf[1]);
+
+	free(buf);
+	ASSERT_EQ(0, munmap(mem, size));
+	close(fd);
+	assert_pool(0, 0, "after close");
+}
+
+/* The guest reads the VMM's pattern, then writes its marks. */
+static void guest_code(u64 gpa, u64 size)
+{
+	u64 o;
+
+	for (o = 0; o < size; o += SZ_4K)
+		__GUEST_ASSERT(*(u64 *)(gpa + o) == PATTERN(o),
+			       "offset %#lx: %#lx", o, *(u64 *)(gpa + o));
+	for (o = 0; o < size; o += SZ_4K)
+		*(u64 *)(gpa + o + 8) = MARK(o);
+	GUEST_SYNC(1);
+	/* After a 4K punch at the offset it is given. */
+	o = READ_ONCE(*(u64 *)(gpa + 16));
+	__GUEST_ASSERT(!*(u64 *)(gpa + o) && !*(u64 *)(gpa + o + 8),
+		       "punched offset %#lx not zero", o);
+	GUEST_DONE();
+}
+
+static void run_guest(struct kvm_vcpu *vcpu, int stage)
+{
+	struct ucall uc;
+
+	vcpu_run(vcpu);
+	TEST_ASSERT_KVM_EXIT_REASON(vcpu, KVM_EXIT_IO);
+	switch (get_ucall(vcpu, &uc)) {
+	case UCALL_ABORT:
+		REPORT_GUEST_ASSERT(uc);
+		break;
+	case UCALL_SYNC:
+		TEST_ASSERT(stage == uc.args[1], "stage %lu, expected %d", uc.args[1], stage);
+		break;
+	case UCALL_DONE:
+		TEST_ASSERT(!stage, "done, expected stage %d", stage);
+		break;
+	default:
+		TEST_FAIL("ucall %lu", uc.cmd);
+	}
+}
+
+/*
+ * A guest on the file: with @gmem_only, a memslot bound to it (KVM maps
+ * from the file); else an ordinary memslot over the VMM's mapping, as QEMU
+ * 11 binds a fully shared guest_memfd (KVM maps what get_user_pages()
+ * finds).  Either way the guest and the VMM see the same bytes.
+ */
+static void guest_on_mapping(struct __test_metadata *_metadata,
+			     size_t hpage, struct guest_memfd_backing backing,
+			     bool gmem_only)
+{
+	const size_t size = 2 * hpage;
+	struct kvm_vcpu *vcpu;
+	struct kvm_vm *vm;
+	struct mapping_levels l;
+	u64 *mem, hole = hpage + 7 * SZ_4K;
+	int fd;
+
+	vm = vm_create_with_one_vcpu(&vcpu, guest_code);
+	fd = vm_create_guest_memfd_backing(vm, size, backing);
+	mem = map_file(fd, size);
+	fill(mem, 0, size);
+	if (gmem_only)
+		vm_set_user_memory_region2(vm, MMAP_SLOT, KVM_MEM_GUEST_MEMFD,
+					   MMAP_GPA, size, mem, fd, 0);
+	else
+		vm_set_user_memory_region(vm, MMAP_SLOT, 0, MMAP_GPA, size, mem);
+	virt_map_level(vm, MMAP_GPA, MMAP_GPA, size, PG_LEVEL_2M);
+	vcpu_args_set(vcpu, 2, MMAP_GPA, size);
+
+	run_guest(vcpu, 1);
+	ASSERT_EQ(MARK(0), mem[1]);
+	ASSERT_EQ(MARK(size - SZ_4K), mem[(size - SZ_4K) / 8 + 1]);
+	mapping_levels_read(vm, &l);
+	TH_LOG("KVM mappings: %lu 4K, %lu 2M, %lu 1G", l.pages_4k, l.pages_2m, l.pages_1g);
+	/*
+	 * At the hugepage size: from the file's folios, or from the VMM's
+	 * mapping, which maps them whole.
+	 */
+	ASSERT_EQ(2, mapping_levels_pages(&l, hpage));
+
+	/* A 4K punch reaches the guest (the file's or the MMU notifier). */
+	mem[2] = hole;
+	gmem_punch(fd, hole, SZ_4K);
+	ASSERT_EQ(0, mem[hole / 8 + 1]);
+	run_guest(vcpu, 0);
+
+	kvm_vm_free(vm);
+	ASSERT_EQ(0, munmap(mem, size));
+	close(fd);
+}
+
+TEST_F(gmem_mmap, guest_gmem_only_memslot)
+{
+	need_two();
+	guest_on_mapping(_metadata, variant->page_size, self->backing, true);
+	assert_pool(0, 0, "after the VM");
+}
+
+TEST_F(gmem_mmap, guest_hva_memslot)
+{
+	need_two();
+	guest_on_mapping(_metadata, variant->page_size, self->backing, false);
+	assert_pool(0, 0, "after the VM");
+}
+
+static sigjmp_buf sigbus_jmp;
+static siginfo_t sigbus_info;
+
+static void sigbus_handler(int sig, siginfo_t *info, void *uc)
+{
+	sigbus_info = *info;
+	siglongjmp(sigbus_jmp, 1);
+}
+
+/*
+ * A memory error on a mapped subpage: the process that touches it gets
+ * SIGBUS at its address with a 4K si_addr_lsb, and the rest of the
+ * hugepage keeps working.  The hugepage is kept poisoned: lost for good.
+ */
+TEST_F(gmem_mmap, hwpoison)
+{
+	const size_t hpage = variant->page_size, size = hpage;
+	const u64 bad = 70 * SZ_4K;
+	struct sigaction sa = { .sa_sigaction = sigbus_handler, .sa_flags = SA_SIGINFO };
+	volatile u64 *p;
+	u64 *mem;
+	int fd;
+
+	fd = vm_create_guest_memfd_backing(self->vm, size, self->backing);
+	mem = map_file(fd, size);
+	fill(mem, 0, size);
+
+	ASSERT_EQ(0, sigaction(SIGBUS, &sa, NULL));
+	/*
+	 * The SIGBUS comes at once (the folio is dirty: memory_failure()
+	 * kills the process that injected the error) or at the touch.
+	 */
+	p = &mem[bad / 8];
+	self->lost = 1;
+	if (!sigsetjmp(sigbus_jmp, 1)) {
+		ASSERT_EQ(0, madvise((u8 *)mem + bad, SZ_4K, MADV_HWPOISON))
+			self->lost = 0;
+		(void)*p;
+		ASSERT_TRUE(false) TH_LOG("no SIGBUS for the poisoned page");
+	}
+	ASSERT_EQ(BUS_MCEERR_AR, sigbus_info.si_code);
+	ASSERT_EQ((void *)p, sigbus_info.si_addr);
+	ASSERT_EQ(12, sigbus_info.si_addr_lsb);
+
+	/* The other subpages, in this and in a new mapping. */
+	ASSERT_DATA(mem, 0, bad);
+	ASSERT_DATA(mem, bad + SZ_4K, size - bad - SZ_4K);
+	assert_folio_mapped((u8 *)mem, hpage, 69, 1);
+	assert_folio_mapped((u8 *)mem, hpage, 71, 1);
+	mem[(bad + SZ_4K) / 8] = MARK(0);
+	ASSERT_EQ(0, munmap(mem, size));
+	mem = map_file(fd, size);
+	ASSERT_EQ(MARK(0), mem[(bad + SZ_4K) / 8]);
+	if (!sigsetjmp(sigbus_jmp, 1)) {
+		(void)*(volatile u64 *)&mem[bad / 8];
+		ASSERT_TRUE(false);
+	}
+	ASSERT_EQ(12, sigbus_info.si_addr_lsb);
+	signal(SIGBUS, SIG_DFL);
+
+	ASSERT_EQ(0, munmap(mem, size));
+	close(fd);
+}
+
+TEST_HARNESS_MAIN
