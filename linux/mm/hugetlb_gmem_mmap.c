@@ -139,29 +139,57 @@ vm_fault_t hugetlb_gmem_map_pmd(struct vm_fault *vmf, struct folio *folio,
 	return VM_FAULT_NOPAGE;
 }
 EXPORT_SYMBOL_FOR_KVM(hugetlb_gmem_map_pmd);
-#endif
 
+#ifdef CONFIG_HAVE_ARCH_TRANSPARENT_HUGEPAGE_PUD
 /**
- * hugetlb_gmem_split_vma - prepare a VMA of 1G folios to be split
- * @vma: a VMA of a guest_memfd file of 1G hugetlb folios
- * @addr: where it is to be split (->may_split())
+ * hugetlb_gmem_map_pud - map a 1G hugetlb folio with a PUD entry
+ * @vmf: a PUD-sized huge fault on a VMA of the folio's mapping, which
+ *	holds the folio at the fault's PUD (thp_vma_suitable_order())
+ * @folio: the locked 1G hugetlb folio of the fault, with a reference, in
+ *	use whole
  *
- * A PUD entry must not straddle two VMAs (the PMD-level equivalent is
- * taken care of by vma_adjust_trans_huge()): zap the 1G around @addr, if
- * the VMA covers all of it.  Faults map the two parts again, smaller where
- * they must.  Write-locks the VMA first, so that no fault under the VMA
- * lock maps it again before the split.  The caller holds the mmap lock
- * for write.
+ * As vmf_insert_folio_pud(), but a page table may have appeared at the
+ * PUD meanwhile (a fault that fell back to smaller entries): then nothing
+ * is mapped and the access faults again.
+ *
+ * Return: VM_FAULT_NOPAGE.
  */
-void hugetlb_gmem_split_vma(struct vm_area_struct *vma, unsigned long addr)
+vm_fault_t hugetlb_gmem_map_pud(struct vm_fault *vmf, struct folio *folio)
 {
-	unsigned long start = ALIGN_DOWN(addr, PUD_SIZE);
+	struct vm_area_struct *vma = vmf->vma;
+	unsigned long addr = vmf->address & PUD_MASK;
+	bool write = vmf->flags & FAULT_FLAG_WRITE;
+	pud_t entry;
 
-	mmap_assert_write_locked(vma->vm_mm);
-	if (IS_ALIGNED(addr, PUD_SIZE) || start < vma->vm_start ||
-	    start + PUD_SIZE > vma->vm_end)
-		return;
-	vma_start_write(vma);
-	zap_vma_range(vma, start, PUD_SIZE);
+	VM_WARN_ON_ONCE_FOLIO(!folio_test_locked(folio), folio);
+	if (WARN_ON_ONCE(folio_order(folio) != PUD_ORDER ||
+			 addr < vma->vm_start || addr + PUD_SIZE > vma->vm_end ||
+			 linear_page_index(vma, addr) != folio->index))
+		return VM_FAULT_SIGBUS;
+
+	vmf->ptl = pud_lock(vma->vm_mm, vmf->pud);
+	if (pud_none(*vmf->pud)) {
+		entry = pud_mkhuge(pfn_pud(folio_pfn(folio), vma->vm_page_prot));
+		if (write)
+			entry = pud_mkyoung(pud_mkdirty(entry));
+		if (write && (vma->vm_flags & VM_WRITE))
+			entry = pud_mkwrite(entry);
+		folio_get(folio);
+		folio_add_file_rmap_pud(folio, &folio->page, vma);
+		add_mm_counter(vma->vm_mm, mm_counter_file(folio), HPAGE_PUD_NR);
+		set_pud_at(vma->vm_mm, addr, vmf->pud, entry);
+		update_mmu_cache_pud(vma, addr, vmf->pud);
+	} else if (write && pud_trans_huge(*vmf->pud) &&
+		   pud_pfn(*vmf->pud) == folio_pfn(folio)) {
+		entry = pud_mkyoung(pud_mkdirty(*vmf->pud));
+		if (vma->vm_flags & VM_WRITE)
+			entry = pud_mkwrite(entry);
+		if (pudp_set_access_flags(vma, addr, vmf->pud, entry, 1))
+			update_mmu_cache_pud(vma, addr, vmf->pud);
+	}
+	spin_unlock(vmf->ptl);
+	return VM_FAULT_NOPAGE;
 }
-EXPORT_SYMBOL_FOR_KVM(hugetlb_gmem_split_vma);
+EXPORT_SYMBOL_FOR_KVM(hugetlb_gmem_map_pud);
+#endif
+#endif

@@ -21,7 +21,6 @@ struct folio;
 struct hstate;
 struct hugetlb_cgroup;
 struct mutex;
-struct vm_area_struct;
 struct vm_fault;
 
 #ifdef CONFIG_KVM_GMEM_HUGETLB
@@ -51,7 +50,7 @@ vm_fault_t hugetlb_gmem_map_pages(struct vm_fault *vmf, struct folio *folio,
 				  unsigned long first, unsigned long nr);
 vm_fault_t hugetlb_gmem_map_pmd(struct vm_fault *vmf, struct folio *folio,
 				unsigned long first);
-void hugetlb_gmem_split_vma(struct vm_area_struct *vma, unsigned long addr);
+vm_fault_t hugetlb_gmem_map_pud(struct vm_fault *vmf, struct folio *folio);
 #ifdef CONFIG_MEMORY_FAILURE
 int hugetlb_gmem_hwpoison_order(struct folio *folio, unsigned long idx,
 				int order);

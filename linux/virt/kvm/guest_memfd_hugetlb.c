@@ -954,8 +954,7 @@ vm_fault_t kvm_gmem_hugetlb_huge_fault(struct kvm_gmem_hugetlb *hg,
 		ret = hugetlb_gmem_map_pmd(vmf, folio, first);
 #ifdef CONFIG_HAVE_ARCH_TRANSPARENT_HUGEPAGE_PUD
 	else
-		ret = vmf_insert_folio_pud(vmf, folio,
-					   vmf->flags & FAULT_FLAG_WRITE);
+		ret = hugetlb_gmem_map_pud(vmf, folio);
 #endif
 out:
 	folio_unlock(folio);
@@ -963,21 +962,6 @@ out:
 	return ret;
 }
 #endif
-
-/*
- * kvm_gmem_hugetlb_may_split - a VMA of the file is about to be split
- * @hg: the inode's hugetlb state
- * @vma: the VMA
- * @addr: where
- *
- * No PUD entry may straddle the two parts.
- */
-void kvm_gmem_hugetlb_may_split(struct kvm_gmem_hugetlb *hg,
-				struct vm_area_struct *vma, unsigned long addr)
-{
-	if (huge_page_order(hg->h) >= PUD_ORDER)
-		hugetlb_gmem_split_vma(vma, addr);
-}
 
 /* Make one naturally aligned block of a locked folio private. */
 static int kvm_gmem_make_private_block(struct kvm *kvm,

@@ -21,7 +21,6 @@ struct kvm;
 struct kvm_memory_slot;
 struct page;
 struct seq_file;
-struct vm_area_struct;
 struct vm_fault;
 
 /*
@@ -84,8 +83,6 @@ void kvm_gmem_hugetlb_truncate(struct kvm_gmem_hugetlb *hg,
 			       pgoff_t start, pgoff_t end);
 vm_fault_t kvm_gmem_hugetlb_fault(struct kvm_gmem_hugetlb *hg,
 				  struct vm_fault *vmf);
-void kvm_gmem_hugetlb_may_split(struct kvm_gmem_hugetlb *hg,
-				struct vm_area_struct *vma, unsigned long addr);
 vm_fault_t kvm_gmem_hugetlb_huge_fault(struct kvm_gmem_hugetlb *hg,
 				       struct vm_fault *vmf,
 				       unsigned int order);

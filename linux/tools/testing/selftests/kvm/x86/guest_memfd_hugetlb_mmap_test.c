@@ -48,12 +48,8 @@
 #define MMAP_SLOT	10
 
 /* Most tests use a file of two hugepages; hwpoison, run last, one. */
-#define need_two()							\
-	do {								\
-		if (!gmem_need_hugepages(_metadata, variant->page_size,	\
-					 &self->base, 2))		\
-			return;						\
-	} while (0)
+#define have_two() \
+	gmem_need_hugepages(_metadata, variant->page_size, &self->base, 2)
 
 #define assert_pool(free, resv, fmt, ...) \
 	hugetlb_pool_assert(variant->page_size, &self->base, free, resv, fmt, ##__VA_ARGS__)
@@ -108,6 +104,11 @@ FIXTURE_TEARDOWN(gmem_mmap)
 		kvm_vm_free(self->vm);
 	hugetlb_pool_assert(variant->page_size, &self->base, -self->lost, 0,
 			    "after the test");
+	/* For the runner's pool check: those pages are gone for good. */
+	if (self->lost) {
+		printf("pool-loss: %zu %ld\n", variant->page_size >> 10, self->lost);
+		fflush(stdout);
+	}
 }
 
 static u64 *map_file(int fd, size_t size)
@@ -161,7 +162,7 @@ static u64 pfn_of(const void *addr)
 	return e & GENMASK_ULL(54, 0);
 }
 
-static u64 kpageflags(u64 pfn)
+static u64 page_flags_of(u64 pfn)
 {
 	u64 f = 0;
 	int fd = open("/proc/kpageflags", O_RDONLY);
@@ -183,12 +184,27 @@ static void assert_folio_mapped(const u8 *hp, size_t hpage, u64 first, u64 nr)
 
 	TEST_ASSERT(!(pfn0 & (hpage / SZ_4K - 1)),
 		    "pfn %#lx of subpage 0 isn't aligned to the hugepage", pfn0);
-	TEST_ASSERT(kpageflags(pfn0 + first) & BIT_ULL(KPF_HUGE),
+	TEST_ASSERT(page_flags_of(pfn0 + first) & BIT_ULL(KPF_HUGE),
 		    "pfn %#lx isn't of a hugetlb folio", pfn0 + first);
 	for (i = first; i < first + nr; i++)
 		TEST_ASSERT(pfn_of(hp + i * SZ_4K) == pfn0 + i,
 			    "subpage %lu at pfn %#lx, not %#lx", i,
 			    pfn_of(hp + i * SZ_4K), pfn0 + i);
+}
+
+/* A "Name: N kB" line of /proc/self/status, in kB. */
+static long status_kb(const char *name)
+{
+	char line[256];
+	long kb = -1;
+	FILE *f = fopen("/proc/self/status", "r");
+
+	TEST_ASSERT(f, "open status: %s", strerror(errno));
+	while (fgets(line, sizeof(line), f))
+		if (!strncmp(line, name, strlen(name)))
+			kb = strtol(line + strlen(name), NULL, 10);
+	fclose(f);
+	return kb;
 }
 
 static long minor_faults(void)
@@ -199,8 +215,33 @@ static long minor_faults(void)
 	return ru.ru_minflt;
 }
 
-/* Subpages whose mapping the tests check: head, first tail struct pages, and
- * beyond the first vmemmap page (HVO maps those struct pages read-only). */
+/* Rss of the VMA that starts at @addr, from /proc/self/smaps, in kB. */
+static long smaps_rss_kb(const void *addr)
+{
+	unsigned long start, end;
+	char line[256];
+	long rss = -1;
+	bool in = false;
+	FILE *f = fopen("/proc/self/smaps", "r");
+
+	TEST_ASSERT(f, "open smaps: %s", strerror(errno));
+	while (fgets(line, sizeof(line), f)) {
+		/* A VMA's first line: "start-end perms ..." */
+		if (sscanf(line, "%lx-%lx ", &start, &end) == 2) {
+			in = start == (uintptr_t)addr;
+			continue;
+		}
+		if (in && sscanf(line, "Rss: %ld kB", &rss) == 1)
+			break;
+	}
+	fclose(f);
+	return rss;
+}
+
+/*
+ * Subpages whose mapping the tests check: head, first tail struct pages, and
+ * beyond the first vmemmap page (HVO maps those struct pages read-only).
+ */
 static const u64 probe_subpages[] = { 0, 1, 63, 64, 65, 100, 511 };
 
 TEST_F(gmem_mmap, map_read_write)
@@ -210,7 +251,8 @@ TEST_F(gmem_mmap, map_read_write)
 	long faults;
 	int fd, i, h;
 
-	need_two();
+	if (!have_two())
+		return;
 	fd = vm_create_guest_memfd_backing(self->vm, size, self->backing);
 	assert_pool(0, 2, "after creation");
 
@@ -234,6 +276,15 @@ TEST_F(gmem_mmap, map_read_write)
 			assert_folio_mapped((u8 *)mem + h * hpage, hpage,
 					    probe_subpages[i], 1);
 	assert_folio_mapped((u8 *)mem, hpage, 0, 512);
+
+	/*
+	 * Reading smaps and pagemap (above) accounts the mappings without
+	 * unmapping them: touching it all again takes no fault.
+	 */
+	ASSERT_EQ(size >> 10, smaps_rss_kb(mem));
+	faults = minor_faults();
+	ASSERT_DATA(mem, 0, size);
+	ASSERT_EQ(0, minor_faults() - faults);
 
 	/* A second mapping, at an offset, sees the same memory. */
 	mem2 = mmap(NULL, hpage, PROT_READ | PROT_WRITE, MAP_SHARED, fd, hpage);
@@ -290,7 +341,8 @@ TEST_F(gmem_mmap, punch_and_fork)
 	struct gmem_fdinfo info;
 	int fd;
 
-	need_two();
+	if (!have_two())
+		return;
 	fd = vm_create_guest_memfd_backing(self->vm, size, self->backing);
 	mem = map_file(fd, size);
 	mem2 = map_file(fd, size);
@@ -349,7 +401,8 @@ TEST_F(gmem_mmap, madvise_mprotect_mremap)
 	u64 *mem, *moved, *area;
 	int fd;
 
-	need_two();
+	if (!have_two())
+		return;
 	fd = vm_create_guest_memfd_backing(self->vm, size, self->backing);
 	mem = map_file(fd, size);
 	fill(mem, 0, size);
@@ -382,10 +435,44 @@ TEST_F(gmem_mmap, madvise_mprotect_mremap)
 	ASSERT_DATA(moved, 0, size);
 	assert_folio_mapped((u8 *)moved, hpage, 0, 512);
 
+	/*
+	 * VMA boundaries that move inside a huge entry, by splits and by
+	 * merges: the entry goes, the data stays.
+	 */
+	ASSERT_EQ(0, mprotect(moved, hpage, PROT_READ));
+	ASSERT_EQ(0, mprotect((u8 *)moved + hpage, SZ_2M + SZ_4K, PROT_READ));
+	ASSERT_DATA(moved, 0, size);
+	ASSERT_EQ(0, mprotect(moved, size, PROT_READ | PROT_WRITE));
+	ASSERT_EQ(0, mprotect((u8 *)moved + hpage, SZ_2M, PROT_READ));
+	ASSERT_EQ(0, mprotect(moved, size, PROT_READ | PROT_WRITE));
+	fill(moved, 0, size);
+
+	/* No reclaim hints: the memory is not on the LRU. */
+	ASSERT_EQ(-1, madvise(moved, size, MADV_COLD));
+	ASSERT_EQ(EINVAL, errno);
+	ASSERT_EQ(-1, madvise(moved, SZ_4K, MADV_PAGEOUT));
+	ASSERT_EQ(EINVAL, errno);
+	ASSERT_DATA(moved, 0, size);
+
+	/* mremap() of part of it, and to an address of another alignment. */
+	mem = mremap((u8 *)moved + size - SZ_4K, SZ_4K, SZ_4K,
+		     MREMAP_MAYMOVE | MREMAP_FIXED, (u8 *)area + size + hpage - SZ_4K);
+	ASSERT_NE(MAP_FAILED, mem);
+	ASSERT_EQ(PATTERN(size - SZ_4K), mem[0]);
+	ASSERT_EQ(0, munmap(mem, SZ_4K));
+	mem = mmap(NULL, size + SZ_4K, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ASSERT_NE(MAP_FAILED, mem);
+	ASSERT_EQ(0, munmap(mem, size + SZ_4K));
+	mem = mremap(moved, hpage, hpage, MREMAP_MAYMOVE | MREMAP_FIXED,
+		     (u8 *)mem + SZ_4K);
+	ASSERT_NE(MAP_FAILED, mem);
+	ASSERT_DATA(mem, 0, hpage);
+	ASSERT_EQ(0, munmap(mem, hpage));
+
 	/* Unmapping one 4K page leaves the rest mapped and intact. */
-	ASSERT_EQ(0, munmap((u8 *)moved + off, SZ_4K));
-	ASSERT_DATA(moved, 0, off);
-	ASSERT_DATA(moved, off + SZ_4K, size - off - SZ_4K);
+	ASSERT_EQ(0, munmap((u8 *)moved + hpage + SZ_4K, SZ_4K));
+	ASSERT_DATA(moved, hpage, SZ_4K);
+	ASSERT_DATA(moved, hpage + 2 * SZ_4K, hpage - 3 * SZ_4K);
 	ASSERT_EQ(0, munmap(area, size + hpage));
 	close(fd);
 	assert_pool(0, 0, "after close");
@@ -399,7 +486,8 @@ TEST_F(gmem_mmap, mlock_and_userfaultfd)
 	u64 *mem;
 	int fd, uffd;
 
-	need_two();
+	if (!have_two())
+		return;
 	fd = vm_create_guest_memfd_backing(self->vm, size, self->backing);
 	mem = map_file(fd, size);
 
@@ -411,14 +499,27 @@ TEST_F(gmem_mmap, mlock_and_userfaultfd)
 	ASSERT_EQ(0, munlock(mem, hpage));
 	ASSERT_DATA(mem, 0, size);
 
-	/* No userfaultfd missing or minor mode, as on 4K guest_memfd. */
+	/* The VMA is not locked: nothing counts in VmLck. */
+	ASSERT_EQ(0, mlock(mem, size));
+	ASSERT_EQ(0, status_kb("VmLck:"));
+	ASSERT_EQ(0, munlock(mem, size));
+
+	/* No userfaultfd, in any mode (write-protect async included). */
 	uffd = syscall(__NR_userfaultfd, O_CLOEXEC);
 	if (uffd >= 0) {
-		ASSERT_EQ(0, ioctl(uffd, UFFDIO_API, &api));
+		api.features = UFFD_FEATURE_WP_ASYNC | UFFD_FEATURE_WP_HUGETLBFS_SHMEM |
+			       UFFD_FEATURE_WP_UNPOPULATED;
+		if (ioctl(uffd, UFFDIO_API, &api)) {
+			api = (struct uffdio_api){ .api = UFFD_API };
+			ASSERT_EQ(0, ioctl(uffd, UFFDIO_API, &api));
+		}
 		reg = (struct uffdio_register){
 			.range = { .start = (uintptr_t)mem, .len = size },
 			.mode = UFFDIO_REGISTER_MODE_MISSING,
 		};
+		ASSERT_EQ(-1, ioctl(uffd, UFFDIO_REGISTER, &reg));
+		ASSERT_EQ(EINVAL, errno);
+		reg.mode = UFFDIO_REGISTER_MODE_WP;
 		ASSERT_EQ(-1, ioctl(uffd, UFFDIO_REGISTER, &reg));
 		ASSERT_EQ(EINVAL, errno);
 		close(uffd);
@@ -443,7 +544,8 @@ TEST_F(gmem_mmap, gup)
 	u64 *mem, *buf;
 	int fd, memfd;
 
-	need_two();
+	if (!have_two())
+		return;
 	fd = vm_create_guest_memfd_backing(self->vm, size, self->backing);
 	mem = map_file(fd, size);
 	fill(mem, 0, size);
@@ -575,19 +677,22 @@ static void guest_on_mapping(struct __test_metadata *_metadata,
 
 TEST_F(gmem_mmap, guest_gmem_only_memslot)
 {
-	need_two();
+	if (!have_two())
+		return;
 	guest_on_mapping(_metadata, variant->page_size, self->backing, true);
 	assert_pool(0, 0, "after the VM");
 }
 
 TEST_F(gmem_mmap, guest_hva_memslot)
 {
-	need_two();
+	if (!have_two())
+		return;
 	guest_on_mapping(_metadata, variant->page_size, self->backing, false);
 	assert_pool(0, 0, "after the VM");
 }
 
 static sigjmp_buf sigbus_jmp;
+static bool at_madvise;
 static siginfo_t sigbus_info;
 
 static void sigbus_handler(int sig, siginfo_t *info, void *uc)
@@ -606,7 +711,7 @@ TEST_F(gmem_mmap, hwpoison)
 	const size_t hpage = variant->page_size, size = hpage;
 	const u64 bad = 70 * SZ_4K;
 	struct sigaction sa = { .sa_sigaction = sigbus_handler, .sa_flags = SA_SIGINFO };
-	volatile u64 *p;
+	u64 *p;
 	u64 *mem;
 	int fd;
 
@@ -621,12 +726,15 @@ TEST_F(gmem_mmap, hwpoison)
 	 */
 	p = &mem[bad / 8];
 	self->lost = 1;
+	at_madvise = true;
 	if (!sigsetjmp(sigbus_jmp, 1)) {
 		ASSERT_EQ(0, madvise((u8 *)mem + bad, SZ_4K, MADV_HWPOISON))
 			self->lost = 0;
-		(void)*p;
+		at_madvise = false;
+		(void)READ_ONCE(*p);
 		ASSERT_TRUE(false) TH_LOG("no SIGBUS for the poisoned page");
 	}
+	TH_LOG("SIGBUS %s", at_madvise ? "from memory_failure()" : "at the touch");
 	ASSERT_EQ(BUS_MCEERR_AR, sigbus_info.si_code);
 	ASSERT_EQ((void *)p, sigbus_info.si_addr);
 	ASSERT_EQ(12, sigbus_info.si_addr_lsb);
@@ -641,7 +749,7 @@ TEST_F(gmem_mmap, hwpoison)
 	mem = map_file(fd, size);
 	ASSERT_EQ(MARK(0), mem[(bad + SZ_4K) / 8]);
 	if (!sigsetjmp(sigbus_jmp, 1)) {
-		(void)*(volatile u64 *)&mem[bad / 8];
+		(void)READ_ONCE(mem[bad / 8]);
 		ASSERT_TRUE(false);
 	}
 	ASSERT_EQ(12, sigbus_info.si_addr_lsb);
