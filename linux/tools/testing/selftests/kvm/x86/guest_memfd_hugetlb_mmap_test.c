@@ -321,7 +321,7 @@ static int in_child(void (*fn)(u64 *mem, u64 arg), u64 *mem, u64 arg)
 
 static void child_check_and_mark(u64 *mem, u64 off)
 {
-	/* Faults in the child: fork copies no page table of such a VMA. */
+	/* The child faults the memory in again (no page-table copy). */
 	if (first_bad(mem, off, SZ_2M, false) != -1)
 		_exit(1);
 	mem[off / 8 + 1] = MARK(off);
@@ -437,7 +437,8 @@ TEST_F(gmem_mmap, madvise_mprotect_mremap)
 
 	/*
 	 * VMA boundaries that move inside a huge entry, by splits and by
-	 * merges: the entry goes, the data stays.
+	 * merges: the data stays, and nothing reads a 1G page as a page
+	 * table (a PUD left across a boundary would be).
 	 */
 	ASSERT_EQ(0, mprotect(moved, hpage, PROT_READ));
 	ASSERT_EQ(0, mprotect((u8 *)moved + hpage, SZ_2M + SZ_4K, PROT_READ));
@@ -483,6 +484,7 @@ TEST_F(gmem_mmap, mlock_and_userfaultfd)
 	const size_t hpage = variant->page_size, size = 2 * hpage;
 	struct uffdio_register reg;
 	struct uffdio_api api = { .api = UFFD_API };
+	long faults;
 	u64 *mem;
 	int fd, uffd;
 
@@ -499,6 +501,14 @@ TEST_F(gmem_mmap, mlock_and_userfaultfd)
 	ASSERT_EQ(0, munlock(mem, hpage));
 	ASSERT_DATA(mem, 0, size);
 
+	/* The THP knobs do not apply: one fault per hugepage still. */
+	ASSERT_EQ(0, munmap(mem, size));
+	mem = map_file(fd, size);
+	ASSERT_EQ(0, madvise(mem, size, MADV_NOHUGEPAGE));
+	faults = minor_faults();
+	ASSERT_DATA(mem, 0, size);
+	ASSERT_EQ(2, minor_faults() - faults);
+
 	/* The VMA is not locked: nothing counts in VmLck. */
 	ASSERT_EQ(0, mlock(mem, size));
 	ASSERT_EQ(0, status_kb("VmLck:"));
@@ -510,6 +520,7 @@ TEST_F(gmem_mmap, mlock_and_userfaultfd)
 		api.features = UFFD_FEATURE_WP_ASYNC | UFFD_FEATURE_WP_HUGETLBFS_SHMEM |
 			       UFFD_FEATURE_WP_UNPOPULATED;
 		if (ioctl(uffd, UFFDIO_API, &api)) {
+			TH_LOG("no UFFD_FEATURE_WP_ASYNC: %s", strerror(errno));
 			api = (struct uffdio_api){ .api = UFFD_API };
 			ASSERT_EQ(0, ioctl(uffd, UFFDIO_API, &api));
 		}
@@ -596,10 +607,18 @@ static void guest_code(u64 gpa, u64 size)
 	for (o = 0; o < size; o += SZ_4K)
 		*(u64 *)(gpa + o + 8) = MARK(o);
 	GUEST_SYNC(1);
-	/* After a 4K punch at the offset it is given. */
+	/*
+	 * After a 4K punch at the offset it is given (zero), and a punch of
+	 * the second hugepage, which the VMM touched again (a new folio) and
+	 * wrote a value into at the other offset given: a stale mapping of
+	 * the old folio would not see it.
+	 */
 	o = READ_ONCE(*(u64 *)(gpa + 16));
 	__GUEST_ASSERT(!*(u64 *)(gpa + o) && !*(u64 *)(gpa + o + 8),
 		       "punched offset %#lx not zero", o);
+	o = READ_ONCE(*(u64 *)(gpa + 24));
+	__GUEST_ASSERT(*(u64 *)(gpa + o) == MARK(o),
+		       "offset %#lx of a new folio: %#lx", o, *(u64 *)(gpa + o));
 	GUEST_DONE();
 }
 
@@ -664,10 +683,16 @@ static void guest_on_mapping(struct __test_metadata *_metadata,
 	 */
 	ASSERT_EQ(2, mapping_levels_pages(&l, hpage));
 
-	/* A 4K punch reaches the guest (the file's or the MMU notifier). */
-	mem[2] = hole;
-	gmem_punch(fd, hole, SZ_4K);
-	ASSERT_EQ(0, mem[hole / 8 + 1]);
+	/*
+	 * A 4K punch reaches the guest (the file's or the MMU notifier), and
+	 * so does a whole-hugepage one: the guest must see the new folio.
+	 */
+	mem[2] = 7 * SZ_4K;
+	gmem_punch(fd, 7 * SZ_4K, SZ_4K);
+	ASSERT_EQ(0, mem[7 * SZ_4K / 8 + 1]);
+	gmem_punch(fd, hpage, hpage);
+	mem[3] = hole;
+	mem[hole / 8] = MARK(hole);
 	run_guest(vcpu, 0);
 
 	kvm_vm_free(vm);
