@@ -844,6 +844,31 @@ static bool kvm_gmem_subpage_mappable(struct kvm_gmem_subpages *sp,
 }
 
 /*
+ * Get the locked folio of a user fault into *@foliop, allocated or with
+ * the fault's subpage refilled: 0, or the fault's error (SIGBUS when no
+ * hugepage can be had, as on hugetlbfs).  A block the refill left without
+ * a hole is not zapped for KVM: its small mappings stay until they are
+ * zapped (a gmem-only memslot), or follow the user mapping's (through the
+ * MMU notifier).
+ */
+static vm_fault_t kvm_gmem_hugetlb_user_folio(struct kvm_gmem_hugetlb *hg,
+					      struct vm_fault *vmf,
+					      struct folio **foliop)
+{
+	struct folio *folio;
+	pgoff_t ps, pe;
+
+	folio = kvm_gmem_hugetlb_get_folio(hg, vmf->vma->vm_file->f_mapping,
+					   vmf->pgoff, vmf->pgoff + 1,
+					   &ps, &pe);
+	if (IS_ERR(folio))
+		return PTR_ERR(folio) == -ENOMEM ? VM_FAULT_SIGBUS :
+						   vmf_error(PTR_ERR(folio));
+	*foliop = folio;
+	return 0;
+}
+
+/*
  * kvm_gmem_hugetlb_fault - fault on a user mapping of a hugetlb guest_memfd
  * @hg: the inode's hugetlb state
  * @vmf: the fault, on shared memory inside the file
@@ -866,15 +891,11 @@ vm_fault_t kvm_gmem_hugetlb_fault(struct kvm_gmem_hugetlb *hg,
 	unsigned long lo, hi, s, e, off, nr;
 	struct kvm_gmem_subpages *sp;
 	struct folio *folio;
-	pgoff_t ps, pe;
 	vm_fault_t ret;
 
-	folio = kvm_gmem_hugetlb_get_folio(hg, vma->vm_file->f_mapping,
-					   vmf->pgoff, vmf->pgoff + 1,
-					   &ps, &pe);
-	if (IS_ERR(folio))
-		return PTR_ERR(folio) == -ENOMEM ? VM_FAULT_SIGBUS :
-						   vmf_error(PTR_ERR(folio));
+	ret = kvm_gmem_hugetlb_user_folio(hg, vmf, &folio);
+	if (ret)
+		return ret;
 
 	nr = folio_nr_pages(folio);
 	off = vmf->pgoff - folio->index;
@@ -894,11 +915,6 @@ vm_fault_t kvm_gmem_hugetlb_fault(struct kvm_gmem_hugetlb *hg,
 	for (e = off + 1; e < hi && kvm_gmem_subpage_mappable(sp, folio, e); e++)
 		;
 	ret = hugetlb_gmem_map_pages(vmf, folio, s, e - s);
-	/*
-	 * [ps, pe) lost its last hole: KVM's small mappings of it stay until
-	 * they are zapped (a gmem-only memslot), or follow this mapping's
-	 * (through the MMU notifier).
-	 */
 out:
 	folio_unlock(folio);
 	folio_put(folio);
@@ -927,23 +943,20 @@ vm_fault_t kvm_gmem_hugetlb_huge_fault(struct kvm_gmem_hugetlb *hg,
 {
 	struct vm_area_struct *vma = vmf->vma;
 	unsigned long nr = 1UL << order, first;
-	vm_fault_t ret = VM_FAULT_FALLBACK;
+	vm_fault_t ret;
 	struct kvm_gmem_subpages *sp;
 	struct folio *folio;
-	pgoff_t ps, pe;
 
 	if ((order != PMD_ORDER && order != PUD_ORDER) ||
 	    order > huge_page_order(hg->h) ||
 	    !thp_vma_suitable_order(vma, vmf->address, order))
 		return VM_FAULT_FALLBACK;
 
-	folio = kvm_gmem_hugetlb_get_folio(hg, vma->vm_file->f_mapping,
-					   vmf->pgoff, vmf->pgoff + 1,
-					   &ps, &pe);
-	if (IS_ERR(folio))
-		return PTR_ERR(folio) == -ENOMEM ? VM_FAULT_SIGBUS :
-						   vmf_error(PTR_ERR(folio));
+	ret = kvm_gmem_hugetlb_user_folio(hg, vmf, &folio);
+	if (ret)
+		return ret;
 
+	ret = VM_FAULT_FALLBACK;
 	first = ALIGN_DOWN(vmf->pgoff - folio->index, nr);
 	sp = kvm_gmem_folio_subpages(hg, folio);
 	if (sp && find_next_bit(sp->punched, first + nr, first) < first + nr)
