@@ -16,6 +16,7 @@
 #include <linux/hugetlb_cgroup.h>
 #include <linux/hugetlb_gmem.h>
 #include <linux/kvm_types.h>
+#include <linux/mempolicy.h>
 #include <linux/mm.h>
 #include <linux/pagemap.h>
 #include <linux/sched/mm.h>
@@ -475,13 +476,16 @@ static int hugetlb_gmem_unmap_folio(struct folio *folio)
  * @h: the hstate
  * @mapping: the page cache to insert the folio into
  * @hindex: the folio's index in @mapping, in hugepages
+ * @pol: the memory policy of @hindex, or NULL for the local node first
  * @no_direct_map: take the folio out of the direct map
  *	(hugetlb_gmem_no_direct_map_get())
  *
- * Takes a page of one of the reservations of hugetlb_gmem_reserve(),
- * charges it to the calling task's hugetlb cgroup as a hugetlbfs fault
- * would, zeroes it, takes it out of the direct map if asked to, as a
- * whole, and inserts it at @hindex.  The caller holds the fault
+ * Takes a page of one of the reservations of hugetlb_gmem_reserve(), from
+ * the nodes @pol allows and with hugetlbfs' fallbacks (the preferred node
+ * first; MPOL_PREFERRED_MANY falls back to any node, MPOL_BIND does not;
+ * @hindex is the interleave index), charges it to the calling task's
+ * hugetlb cgroup as a hugetlbfs fault would, zeroes it, takes it out of
+ * the direct map if asked to, as a whole, and inserts it at @hindex.  The caller holds the fault
  * mutex of @hindex and has found no folio there.  The page is never one of
  * ZONE_MOVABLE or CMA: guest_memfd memory cannot be migrated.
  *
@@ -492,9 +496,13 @@ static int hugetlb_gmem_unmap_folio(struct folio *folio)
  */
 struct folio *hugetlb_gmem_alloc_folio(struct hstate *h,
 				       struct address_space *mapping,
-				       pgoff_t hindex, bool no_direct_map)
+				       pgoff_t hindex, struct mempolicy *pol,
+				       bool no_direct_map)
 {
+	gfp_t gfp = htlb_alloc_mask(h) & ~__GFP_MOVABLE;
 	unsigned long nr_pages = pages_per_huge_page(h);
+	nodemask_t *nodemask = NULL;
+	int nid = numa_node_id();
 	struct hugetlb_cgroup *h_cg;
 	unsigned int pin_flags;
 	struct folio *folio;
@@ -508,8 +516,11 @@ struct folio *hugetlb_gmem_alloc_folio(struct hstate *h,
 
 	/* A page that may be pinned for long, as pin_user_pages() takes. */
 	pin_flags = memalloc_pin_save();
-	folio = alloc_hugetlb_folio_reserve(h, numa_node_id(), NULL,
-					    htlb_alloc_mask(h) & ~__GFP_MOVABLE);
+	if (pol)
+		nid = huge_node_mpol(pol, hindex, gfp, &nodemask);
+	folio = alloc_hugetlb_folio_reserve(h, nid, nodemask, gfp);
+	if (!folio && nodemask && mpol_is_preferred_many(pol))
+		folio = alloc_hugetlb_folio_reserve(h, nid, NULL, gfp);
 	memalloc_pin_restore(pin_flags);
 	if (!folio) {
 		hugetlb_cgroup_uncharge_cgroup(hstate_index(h), nr_pages, h_cg);

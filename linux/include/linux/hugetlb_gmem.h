@@ -20,6 +20,7 @@ struct address_space;
 struct folio;
 struct hstate;
 struct hugetlb_cgroup;
+struct mempolicy;
 struct mutex;
 struct vm_fault;
 
@@ -37,7 +38,8 @@ struct mutex *hugetlb_gmem_fault_mutex(struct address_space *mapping,
 				       pgoff_t hindex);
 struct folio *hugetlb_gmem_alloc_folio(struct hstate *h,
 				       struct address_space *mapping,
-				       pgoff_t hindex, bool no_direct_map);
+				       pgoff_t hindex, struct mempolicy *pol,
+				       bool no_direct_map);
 void hugetlb_gmem_remove_folio(struct folio *folio);
 int hugetlb_gmem_no_direct_map_get(void);
 void hugetlb_gmem_no_direct_map_put(void);
@@ -51,6 +53,9 @@ vm_fault_t hugetlb_gmem_map_pages(struct vm_fault *vmf, struct folio *folio,
 vm_fault_t hugetlb_gmem_map_pmd(struct vm_fault *vmf, struct folio *folio,
 				unsigned long first);
 vm_fault_t hugetlb_gmem_map_pud(struct vm_fault *vmf, struct folio *folio);
+void hugetlb_gmem_split_mappings(struct address_space *mapping,
+				 struct folio *folio, unsigned long first,
+				 unsigned long nr);
 #ifdef CONFIG_MEMORY_FAILURE
 int hugetlb_gmem_hwpoison_order(struct folio *folio, unsigned long idx,
 				int order);

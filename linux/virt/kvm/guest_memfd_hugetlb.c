@@ -31,6 +31,7 @@
 #include <linux/hugetlb.h>
 #include <linux/hugetlb_gmem.h>
 #include <linux/kvm_host.h>
+#include <linux/mempolicy.h>
 #include <linux/pagemap.h>
 #include <linux/seq_file.h>
 #include <linux/slab.h>
@@ -225,8 +226,8 @@ unsigned int kvm_gmem_hugetlb_order(const struct kvm_gmem_hugetlb *hg)
  * @hg: the inode's hugetlb state, zeroed
  * @page_shift: log2 of the page size in bytes, 0 for the default size
  * @size: the file's size in bytes
- *
  * @no_direct_map: keep the file's folios out of the direct map
+ * @policy: the inode's shared memory policy, which places its folios
  *
  * Reserves size / page size hugepages and charges them to the calling
  * task's hugetlb cgroup, before allocating anything that grows with @size.
@@ -237,7 +238,8 @@ unsigned int kvm_gmem_hugetlb_order(const struct kvm_gmem_hugetlb *hg)
  * Nothing is left reserved or allocated on error.
  */
 int kvm_gmem_hugetlb_init(struct kvm_gmem_hugetlb *hg, u32 page_shift,
-			  loff_t size, bool no_direct_map)
+			  loff_t size, bool no_direct_map,
+			  struct shared_policy *policy)
 {
 	struct hstate *h = hugetlb_gmem_hstate(page_shift);
 	long nr;
@@ -268,6 +270,7 @@ int kvm_gmem_hugetlb_init(struct kvm_gmem_hugetlb *hg, u32 page_shift,
 	hg->nr_reserved = nr;
 	hg->nr_charged = nr;
 	hg->no_direct_map = no_direct_map;
+	hg->policy = policy;
 	spin_lock_init(&hg->lock);
 	xa_init(&hg->subpages);
 	xa_init(&hg->gigs);
@@ -324,6 +327,7 @@ static struct folio *kvm_gmem_hugetlb_alloc(struct kvm_gmem_hugetlb *hg,
 					    struct address_space *mapping,
 					    pgoff_t hindex)
 {
+	struct mempolicy *pol;
 	struct folio *folio;
 	bool released;
 	int err;
@@ -339,8 +343,12 @@ static struct folio *kvm_gmem_hugetlb_alloc(struct kvm_gmem_hugetlb *hg,
 			return ERR_PTR(err);
 	}
 
-	folio = hugetlb_gmem_alloc_folio(hg->h, mapping, hindex,
+	/* The policy of the hugepage's first page, as hugetlbfs looks up. */
+	pol = mpol_shared_policy_lookup(hg->policy,
+					hindex << huge_page_order(hg->h));
+	folio = hugetlb_gmem_alloc_folio(hg->h, mapping, hindex, pol,
 					 hg->no_direct_map);
+	mpol_cond_put(pol);
 	if (IS_ERR(folio)) {
 		if (released)
 			kvm_gmem_hugetlb_unreserve(hg, 1);
@@ -712,10 +720,16 @@ void kvm_gmem_hugetlb_truncate(struct kvm_gmem_hugetlb *hg,
 
 		/*
 		 * User mappings go before the subpages leave use; faults map
-		 * under the folio lock, so none comes back meanwhile.
+		 * under the folio lock, so none comes back meanwhile.  The
+		 * huge entries over them are split first, so that the rest
+		 * of the folio stays mapped.
 		 */
-		if (folio_mapped(folio))
+		if (folio_mapped(folio)) {
+			if (!whole && IS_ENABLED(CONFIG_TRANSPARENT_HUGEPAGE))
+				hugetlb_gmem_split_mappings(mapping, folio, s,
+							    e - s);
 			unmap_mapping_pages(mapping, first + s, e - s, false);
+		}
 		if (!whole)
 			whole = kvm_gmem_punch_folio(hg, folio, s, e);
 		if (whole) {

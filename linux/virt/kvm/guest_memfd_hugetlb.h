@@ -53,6 +53,8 @@ struct kvm_gmem_hugetlb {
 	atomic_long_t nr_punched;	/* punched subpages of those */
 	/* Folios are out of the direct map (GUEST_MEMFD_FLAG_NO_DIRECT_MAP). */
 	bool no_direct_map;
+	/* The inode's memory policy (mbind() on a mapping of the file). */
+	struct shared_policy *policy;
 	/*
 	 * The gigabytes of physical memory (pfn >> (PUD_SHIFT - PAGE_SHIFT))
 	 * that the file's folios smaller than that were in, whose direct map
@@ -62,7 +64,8 @@ struct kvm_gmem_hugetlb {
 };
 
 int kvm_gmem_hugetlb_init(struct kvm_gmem_hugetlb *hg, u32 page_shift,
-			  loff_t size, bool no_direct_map);
+			  loff_t size, bool no_direct_map,
+			  struct shared_policy *policy);
 void kvm_gmem_hugetlb_destroy(struct kvm_gmem_hugetlb *hg,
 			      struct address_space *mapping);
 unsigned int kvm_gmem_hugetlb_order(const struct kvm_gmem_hugetlb *hg);

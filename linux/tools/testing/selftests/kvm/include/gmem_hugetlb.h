@@ -35,12 +35,6 @@ struct guest_memfd_backing {
 };
 
 /*
- * Flags that KVM refuses together with GUEST_MEMFD_FLAG_NO_DIRECT_MAP
- * whatever KVM_CAP_GUEST_MEMFD_FLAGS reports: a file out of the direct map
- * cannot be mmap()ed yet.  The one place that says so.
- */
-#define GUEST_MEMFD_NO_DIRECT_MAP_EXCLUDES	GUEST_MEMFD_FLAG_MMAP
-/*
  * Flags that KVM accepts only together with GUEST_MEMFD_FLAG_HUGETLB: only
  * hugetlb files leave the direct map.
  */

@@ -138,19 +138,14 @@ const char *guest_memfd_backing_str(struct guest_memfd_backing backing)
 
 /*
  * Whether KVM_CREATE_GUEST_MEMFD with @flags should succeed on @vm: every
- * flag reported by KVM_CAP_GUEST_MEMFD_FLAGS for the VM, none of
- * GUEST_MEMFD_NO_DIRECT_MAP_EXCLUDES together with
- * GUEST_MEMFD_FLAG_NO_DIRECT_MAP, and none of GUEST_MEMFD_HUGETLB_ONLY
- * without GUEST_MEMFD_FLAG_HUGETLB.
+ * flag reported by KVM_CAP_GUEST_MEMFD_FLAGS for the VM, and none of
+ * GUEST_MEMFD_HUGETLB_ONLY without GUEST_MEMFD_FLAG_HUGETLB.
  */
 bool vm_guest_memfd_flags_valid(struct kvm_vm *vm, u64 flags)
 {
 	u64 valid = vm_check_cap(vm, KVM_CAP_GUEST_MEMFD_FLAGS);
 
 	if (flags & ~valid)
-		return false;
-	if ((flags & GUEST_MEMFD_FLAG_NO_DIRECT_MAP) &&
-	    (flags & GUEST_MEMFD_NO_DIRECT_MAP_EXCLUDES))
 		return false;
 	if (flags & GUEST_MEMFD_FLAG_HUGETLB)
 		return true;

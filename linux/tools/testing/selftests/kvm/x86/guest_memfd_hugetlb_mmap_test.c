@@ -21,6 +21,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+/* The tools headers' linux/stddef.h lacks what uapi io_uring.h uses. */
+#ifndef __DECLARE_FLEX_ARRAY
+#define __DECLARE_FLEX_ARRAY(type, name)	type name[0]
+#endif
+#include <linux/io_uring.h>
+#include <linux/mempolicy.h>
 #include <linux/userfaultfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
@@ -337,8 +343,12 @@ TEST_F(gmem_mmap, punch_and_fork)
 {
 	const size_t hpage = variant->page_size, size = 2 * hpage;
 	const u64 hole = 100 * SZ_4K;
+	const u64 kept[] = { 0, hole - SZ_4K, hole + SZ_4K, SZ_2M,
+			     hpage - SZ_4K, hpage };
 	u64 *mem, *mem2;
 	struct gmem_fdinfo info;
+	long faults;
+	size_t i;
 	int fd;
 
 	if (!have_two())
@@ -359,6 +369,22 @@ TEST_F(gmem_mmap, punch_and_fork)
 	gmem_fdinfo_read(fd, &info);
 	ASSERT_EQ(1, info.punched_subpages);
 	ASSERT_EQ(0, pagemap_entry((u8 *)mem + hole) & BIT_ULL(63));
+	/*
+	 * The rest stays mapped in both mappings (smaller entries replaced
+	 * the huge one): present before any touch, and read without a fault.
+	 */
+	for (i = 0; i < ARRAY_SIZE(kept); i++) {
+		ASSERT_TRUE(pagemap_entry((u8 *)mem + kept[i]) & BIT_ULL(63))
+			TH_LOG("offset %#lx unmapped by the 4K punch", kept[i]);
+		ASSERT_TRUE(pagemap_entry((u8 *)mem2 + kept[i]) & BIT_ULL(63));
+	}
+	faults = minor_faults();
+	ASSERT_DATA(mem, 0, hole);
+	ASSERT_DATA(mem, hole + SZ_4K, size - hole - SZ_4K);
+	ASSERT_DATA(mem2, 0, hole);
+	ASSERT_DATA(mem2, hole + SZ_4K, size - hole - SZ_4K);
+	ASSERT_EQ(faults, minor_faults())
+		TH_LOG("the rest of the hugepage faulted in again");
 	ASSERT_ZERO(mem, hole, SZ_4K);
 	ASSERT_ZERO(mem2, hole, SZ_4K);
 	ASSERT_EQ(0, mem2[hole / 8 + 1]);
@@ -782,6 +808,301 @@ TEST_F(gmem_mmap, hwpoison)
 
 	ASSERT_EQ(0, munmap(mem, size));
 	close(fd);
+}
+
+/* A RAM disk of the test kernel (CONFIG_BLK_DEV_RAM), for O_DIRECT. */
+#define RAM_DISK	"/dev/ram0"
+
+/*
+ * O_DIRECT through the RAM disk: @len bytes at @src written to it (the
+ * kernel reads @src through GUP), then read back into @dst (it writes @dst
+ * through GUP).  0, or the errno of the call that failed.
+ */
+static int direct_io(const void *src, void *dst, size_t len)
+{
+	int fd, err = 0;
+
+	fd = open(RAM_DISK, O_RDWR | O_DIRECT);
+	TEST_ASSERT(fd >= 0, "open %s: %s", RAM_DISK, strerror(errno));
+	if (pwrite(fd, src, len, 0) != (ssize_t)len)
+		err = errno ? errno : EIO;
+	else if (pread(fd, dst, len, 0) != (ssize_t)len)
+		err = errno ? errno : EIO;
+	close(fd);
+	return err;
+}
+
+/*
+ * Register [@mem, @mem + @len) as an io_uring fixed buffer (a long-term
+ * pin), then unregister it.  0, or the errno of the registration.
+ */
+static int uring_fixed_buffer(void *mem, size_t len)
+{
+	struct iovec iov = { .iov_base = mem, .iov_len = len };
+	struct io_uring_params p = {};
+	int fd, ret;
+
+	fd = syscall(__NR_io_uring_setup, 4, &p);
+	TEST_ASSERT(fd >= 0, "io_uring_setup: %s", strerror(errno));
+	ret = syscall(__NR_io_uring_register, fd, IORING_REGISTER_BUFFERS, &iov, 1);
+	ret = ret ? errno : 0;
+	if (!ret)
+		TEST_ASSERT(!syscall(__NR_io_uring_register, fd,
+				     IORING_UNREGISTER_BUFFERS, NULL, 0),
+			    "IORING_UNREGISTER_BUFFERS: %s", strerror(errno));
+	close(fd);
+	return ret;
+}
+
+/*
+ * The kernel's users of guest memory that a VMM hands it: O_DIRECT disk
+ * I/O into and out of the mapping (a short-term pin, across the boundary
+ * of the two hugepages), and an io_uring fixed buffer (a long-term pin, as
+ * vhost and VFIO take), with the data where it belongs.
+ */
+TEST_F(gmem_mmap, direct_io_and_long_term_pin)
+{
+	const size_t hpage = variant->page_size, size = 2 * hpage;
+	const u64 off = hpage - 8 * SZ_4K, len = 16 * SZ_4K, to = 64 * SZ_4K;
+	u64 *mem;
+	int fd;
+
+	if (!have_two())
+		return;
+	fd = vm_create_guest_memfd_backing(self->vm, size, self->backing);
+	mem = map_file(fd, size);
+	fill(mem, 0, size);
+
+	/* Written from [off, off + len), read back at hpage + to. */
+	ASSERT_EQ(0, direct_io((u8 *)mem + off, (u8 *)mem + hpage + to, len));
+	ASSERT_EQ(0, memcmp((u8 *)mem + off, (u8 *)mem + hpage + to, len));
+	ASSERT_EQ(PATTERN(off), mem[(hpage + to) / 8]);
+	ASSERT_DATA(mem, 0, hpage + to);
+
+	/* At most 1G per io_uring buffer: half of each hugepage. */
+	ASSERT_EQ(0, uring_fixed_buffer((u8 *)mem + hpage / 2,
+					hpage < SZ_1G ? hpage : SZ_1G));
+	assert_folio_mapped((u8 *)mem, hpage, 0, 1);
+
+	ASSERT_EQ(0, munmap(mem, size));
+	close(fd);
+	assert_pool(0, 0, "after close");
+}
+
+/* Whether /proc/self/smaps lists @flag in the VmFlags of @addr's VMA. */
+static bool vma_flag(const void *addr, const char *flag)
+{
+	char line[512], want[8];
+	bool in = false, found = false;
+	unsigned long start, end;
+	FILE *f = fopen("/proc/self/smaps", "r");
+
+	TEST_ASSERT(f, "/proc/self/smaps: %s", strerror(errno));
+	snprintf(want, sizeof(want), " %s", flag);
+	while (fgets(line, sizeof(line), f)) {
+		/* A VMA's first line; the others start with a key. */
+		if (sscanf(line, "%lx-%lx ", &start, &end) == 2)
+			in = (uintptr_t)addr >= start && (uintptr_t)addr < end;
+		if (in && !strncmp(line, "VmFlags:", 8))
+			found = strstr(line, want);
+	}
+	fclose(f);
+	return found;
+}
+
+/* -EFAULT (-14) if the kernel faults reading @pfn through the direct map. */
+static s64 direct_map_read(u64 pfn)
+{
+	u64 v;
+
+	gmem_rmp_model_put("host_read", pfn);
+	TEST_ASSERT(gmem_rmp_model_get("host_read", &v),
+		    "no kvm-rmp-model/host_read in debugfs");
+	return (s64)v;
+}
+
+/*
+ * Secret-free, as Firecracker runs guests: GUEST_MEMFD_FLAG_NO_DIRECT_MAP
+ * with MMAP and INIT_SHARED on a default VM.  The hugepages are out of the
+ * direct map at their full size while the VMM and the guest (a gmem-only
+ * memslot) share them; the kernel takes no reference to them (GUP fails
+ * as on secretmem: /proc/PID/mem, process_vm_readv(), O_DIRECT, io_uring),
+ * MADV_POPULATE_WRITE still preallocates, core dumps leave them out, a 4K
+ * punch zeroes without the direct map, and after the VM DirectMap4k, 2M
+ * and 1G are exactly as before.
+ */
+TEST_F_TIMEOUT(gmem_mmap, secret_free, 600)
+{
+	const size_t hpage = variant->page_size, size = 2 * hpage;
+	struct guest_memfd_backing b = self->backing;
+	struct iovec local, remote;
+	u64 before[3], during[3], after[3], buf[8];
+	u64 *mem;
+	int fd, memfd;
+
+	if (!have_two())
+		return;
+	ASSERT_TRUE(vm_check_cap(self->vm, KVM_CAP_GUEST_MEMFD_FLAGS) &
+		    GUEST_MEMFD_FLAG_NO_DIRECT_MAP);
+	b.flags |= GUEST_MEMFD_FLAG_NO_DIRECT_MAP;
+	direct_map_kb(before);
+
+	fd = vm_create_guest_memfd_backing(self->vm, size, b);
+	mem = map_file(fd, size);
+	ASSERT_TRUE(vma_flag(mem, "dd")) TH_LOG("no VM_DONTDUMP on the mapping");
+	ASSERT_EQ(0, madvise(mem, size, MADV_POPULATE_WRITE))
+		TH_LOG("MADV_POPULATE_WRITE: %s", strerror(errno));
+	assert_pool(-2, 0, "after MADV_POPULATE_WRITE");
+	fill(mem, 0, size);
+	ASSERT_DATA(mem, 0, size);
+	assert_folio_mapped((u8 *)mem, hpage, 0, 1);
+	ASSERT_EQ(-EFAULT, direct_map_read(pfn_of(mem)));
+	ASSERT_EQ(-EFAULT, direct_map_read(pfn_of((u8 *)mem + size - SZ_4K)));
+
+	local = (struct iovec){ .iov_base = buf, .iov_len = sizeof(buf) };
+	remote = (struct iovec){ .iov_base = mem, .iov_len = sizeof(buf) };
+	ASSERT_EQ(-1, process_vm_readv(getpid(), &local, 1, &remote, 1, 0));
+	ASSERT_EQ(EFAULT, errno);
+	memfd = open("/proc/self/mem", O_RDWR);
+	ASSERT_LE(0, memfd);
+	ASSERT_EQ(-1, pread(memfd, buf, sizeof(buf), (uintptr_t)mem));
+	ASSERT_EQ(EIO, errno);
+	close(memfd);
+	ASSERT_EQ(EFAULT, direct_io(mem, (u8 *)mem + hpage, 16 * SZ_4K));
+	ASSERT_EQ(EFAULT, uring_fixed_buffer(mem, hpage < SZ_1G ? hpage : SZ_1G));
+	ASSERT_DATA(mem, 0, size);
+
+	/* A 4K punch, zeroed without the direct map. */
+	gmem_punch(fd, 5 * SZ_4K, SZ_4K);
+	ASSERT_EQ(0, mem[5 * SZ_4K / 8]);
+	ASSERT_EQ(-EFAULT, direct_map_read(pfn_of((u8 *)mem + 5 * SZ_4K)));
+	direct_map_kb(during);
+	TH_LOG("DirectMap4k/2M/1G kB: %lu %lu %lu before, %lu %lu %lu while mapped",
+	       before[0], before[1], before[2], during[0], during[1], during[2]);
+	ASSERT_EQ(before[0], during[0]) TH_LOG("the direct map was split to 4K");
+	ASSERT_EQ(0, munmap(mem, size));
+	close(fd);
+
+	/* A guest on a gmem-only memslot of such a file. */
+	guest_on_mapping(_metadata, hpage, b, true);
+
+	direct_map_kb(after);
+	TH_LOG("DirectMap4k/2M/1G kB after: %lu %lu %lu", after[0], after[1], after[2]);
+	ASSERT_EQ(0, memcmp(before, after, sizeof(before)));
+	assert_pool(0, 0, "after the VM");
+}
+
+/* A hugepage count of NUMA node @node (@what: nr_hugepages...), or -1. */
+static long node_hugepages(int node, size_t hpage, const char *what)
+{
+	char path[128];
+	long v = -1;
+	FILE *f;
+
+	snprintf(path, sizeof(path),
+		 "/sys/devices/system/node/node%d/hugepages/hugepages-%zukB/%s",
+		 node, hpage >> 10, what);
+	f = fopen(path, "r");
+	if (!f)
+		return -1;
+	if (fscanf(f, "%ld", &v) != 1)
+		v = -1;
+	fclose(f);
+	return v;
+}
+
+static void node_hugepages_set(int node, size_t hpage, long nr)
+{
+	char path[128];
+	FILE *f;
+
+	snprintf(path, sizeof(path),
+		 "/sys/devices/system/node/node%d/hugepages/hugepages-%zukB/nr_hugepages",
+		 node, hpage >> 10);
+	f = fopen(path, "w");
+	TEST_ASSERT(f, "%s: %s", path, strerror(errno));
+	fprintf(f, "%ld\n", nr);
+	TEST_ASSERT(!fclose(f), "%s = %ld: %s", path, nr, strerror(errno));
+}
+
+static long sys_mbind(void *addr, size_t len, int mode, unsigned long nodes)
+{
+	return syscall(__NR_mbind, addr, len, mode, &nodes, 8 * sizeof(nodes), 0);
+}
+
+#define node_free(n)	node_hugepages(n, hpage, "free_hugepages")
+
+/*
+ * mbind() on the mapping (guest_memfd's shared policy) places each
+ * hugepage, whoever allocates it: a fault of the VMM, fallocate() (what
+ * KVM's faults call too).  MPOL_PREFERRED falls back to another node,
+ * MPOL_BIND does not (SIGBUS, as on hugetlbfs).  Needs two NUMA nodes
+ * (the test VMs boot with numa=fake=2).
+ */
+TEST_F(gmem_mmap, mbind)
+{
+	const size_t hpage = variant->page_size, size = 2 * hpage;
+	struct sigaction sa = { .sa_sigaction = sigbus_handler, .sa_flags = SA_SIGINFO };
+	long f0, f1, nr1;
+	u64 *mem;
+	int fd;
+
+	if (!have_two())
+		return;
+	f0 = node_free(0);
+	f1 = node_free(1);
+	if (f1 < 0)
+		SKIP(return, "one NUMA node (boot with numa=fake=2)");
+	if (f0 < 1 || f1 < 1)
+		SKIP(return, "free %zukB hugepages: %ld on node 0, %ld on node 1",
+		     hpage >> 10, f0, f1);
+
+	fd = vm_create_guest_memfd_backing(self->vm, size, self->backing);
+	mem = map_file(fd, size);
+	ASSERT_EQ(0, sys_mbind(mem, hpage, MPOL_BIND, 1UL << 1))
+		TH_LOG("mbind: %s", strerror(errno));
+	ASSERT_EQ(0, sys_mbind((u8 *)mem + hpage, hpage, MPOL_PREFERRED, 1UL << 0));
+	mem[0] = PATTERN(0);
+	ASSERT_EQ(f1 - 1, node_free(1)) TH_LOG("the VMM's fault took no page of node 1");
+	ASSERT_EQ(f0, node_free(0));
+	gmem_allocate(fd, hpage, hpage);
+	ASSERT_EQ(f0 - 1, node_free(0)) TH_LOG("fallocate() took no page of node 0");
+	ASSERT_EQ(f1 - 1, node_free(1));
+	ASSERT_EQ(0, munmap(mem, size));
+	close(fd);
+	assert_pool(0, 0, "after close");
+
+	/*
+	 * Node 1 out of free hugepages: its pool shrunk and refilled after,
+	 * which a 1G pool may fail to be at run time.
+	 */
+	if (hpage != SZ_2M)
+		return;
+	nr1 = node_hugepages(1, hpage, "nr_hugepages");
+	node_hugepages_set(1, hpage, nr1 - f1);
+	ASSERT_EQ(0, node_free(1));
+	fd = vm_create_guest_memfd_backing(self->vm, size, self->backing);
+	mem = map_file(fd, size);
+	ASSERT_EQ(0, sys_mbind(mem, hpage, MPOL_PREFERRED, 1UL << 1));
+	ASSERT_EQ(0, sys_mbind((u8 *)mem + hpage, hpage, MPOL_BIND, 1UL << 1));
+	f0 = node_free(0);
+	mem[0] = PATTERN(0);
+	ASSERT_EQ(f0 - 1, node_free(0)) TH_LOG("MPOL_PREFERRED did not fall back");
+	ASSERT_EQ(0, sigaction(SIGBUS, &sa, NULL));
+	if (!sigsetjmp(sigbus_jmp, 1)) {
+		mem[hpage / 8] = PATTERN(hpage);
+		ASSERT_TRUE(false) TH_LOG("MPOL_BIND to an empty node: no SIGBUS");
+	}
+	signal(SIGBUS, SIG_DFL);
+	ASSERT_EQ(BUS_ADRERR, sigbus_info.si_code);
+	ASSERT_EQ(f0 - 1, node_free(0));
+	ASSERT_EQ(PATTERN(0), mem[0]);
+	ASSERT_EQ(0, munmap(mem, size));
+	close(fd);
+	node_hugepages_set(1, hpage, nr1);
+	ASSERT_EQ(nr1, node_hugepages(1, hpage, "nr_hugepages"))
+		TH_LOG("node 1's %zukB pool could not be refilled", hpage >> 10);
+	assert_pool(0, 0, "after close");
 }
 
 TEST_HARNESS_MAIN
