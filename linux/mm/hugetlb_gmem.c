@@ -476,14 +476,15 @@ static int hugetlb_gmem_unmap_folio(struct folio *folio)
  * @h: the hstate
  * @mapping: the page cache to insert the folio into
  * @hindex: the folio's index in @mapping, in hugepages
- * @pol: the memory policy of @hindex, or NULL for the local node first
+ * @pol: the memory policy of @hindex, or NULL for the calling task's
  * @no_direct_map: take the folio out of the direct map
  *	(hugetlb_gmem_no_direct_map_get())
  *
  * Takes a page of one of the reservations of hugetlb_gmem_reserve(), from
  * the nodes @pol allows and with hugetlbfs' fallbacks (the preferred node
  * first; MPOL_PREFERRED_MANY falls back to any node, MPOL_BIND does not;
- * @hindex is the interleave index), charges it to the calling task's
+ * the interleave index is @hindex from the inode's number, as
+ * guest_memfd's ->get_policy() gives it), charges it to the calling task's
  * hugetlb cgroup as a hugetlbfs fault would, zeroes it, takes it out of
  * the direct map if asked to, as a whole, and inserts it at @hindex.  The caller holds the fault
  * mutex of @hindex and has found no folio there.  The page is never one of
@@ -501,12 +502,11 @@ struct folio *hugetlb_gmem_alloc_folio(struct hstate *h,
 {
 	gfp_t gfp = htlb_alloc_mask(h) & ~__GFP_MOVABLE;
 	unsigned long nr_pages = pages_per_huge_page(h);
-	nodemask_t *nodemask = NULL;
-	int nid = numa_node_id();
 	struct hugetlb_cgroup *h_cg;
+	nodemask_t *nodemask;
 	unsigned int pin_flags;
 	struct folio *folio;
-	int err;
+	int nid, err;
 
 	lockdep_assert_held(hugetlb_gmem_fault_mutex(mapping, hindex));
 
@@ -516,8 +516,10 @@ struct folio *hugetlb_gmem_alloc_folio(struct hstate *h,
 
 	/* A page that may be pinned for long, as pin_user_pages() takes. */
 	pin_flags = memalloc_pin_save();
-	if (pol)
-		nid = huge_node_mpol(pol, hindex, gfp, &nodemask);
+	if (!pol)
+		pol = get_task_policy(current);
+	nid = huge_node_mpol(pol, mapping->host->i_ino + hindex, gfp,
+			     &nodemask);
 	folio = alloc_hugetlb_folio_reserve(h, nid, nodemask, gfp);
 	if (!folio && nodemask && mpol_is_preferred_many(pol))
 		folio = alloc_hugetlb_folio_reserve(h, nid, NULL, gfp);

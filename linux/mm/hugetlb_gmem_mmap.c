@@ -25,6 +25,18 @@
 
 #include "internal.h"
 
+/*
+ * Each PTE of a folio takes a reference: a 1G folio mapped by PTEs takes
+ * 262144 per mapping, which hugetlbfs never does.  Refuse to map more of
+ * it, or to split more of its entries, once its count nears overflow.
+ */
+#define HUGETLB_GMEM_MAX_REFS	(INT_MAX / 2)
+
+static bool hugetlb_gmem_refs_fit(struct folio *folio, unsigned long nr)
+{
+	return folio_ref_count(folio) <= HUGETLB_GMEM_MAX_REFS - (int)nr;
+}
+
 /**
  * hugetlb_gmem_map_pages - map a run of subpages of a hugetlb folio
  * @vmf: a fault on a VMA of the folio's mapping (vma_is_hugetlb_gmem())
@@ -40,8 +52,9 @@
  * an entry.
  *
  * Return: VM_FAULT_NOPAGE (when the page table changed meanwhile, the
- * access faults again), or VM_FAULT_OOM when no page table can be
- * allocated.
+ * access faults again), VM_FAULT_OOM when no page table can be
+ * allocated, or VM_FAULT_SIGBUS when the folio has too many references
+ * (HUGETLB_GMEM_MAX_REFS).
  */
 vm_fault_t hugetlb_gmem_map_pages(struct vm_fault *vmf, struct folio *folio,
 				  unsigned long first, unsigned long nr)
@@ -78,6 +91,10 @@ vm_fault_t hugetlb_gmem_map_pages(struct vm_fault *vmf, struct folio *folio,
 		}
 		for (j = i + 1; j < nr && pte_none(ptep_get(start + j)); j++)
 			;
+		if (!hugetlb_gmem_refs_fit(folio, j - i)) {
+			pte_unmap_unlock(start, vmf->ptl);
+			return VM_FAULT_SIGBUS;
+		}
 		vmf->pte = start + i;
 		folio_ref_add(folio, j - i);
 		set_pte_range(vmf, folio, folio_page(folio, first + i), j - i,
@@ -232,8 +249,10 @@ static void hugetlb_gmem_split_pmd(struct vm_area_struct *vma, pmd_t *pmd,
 	mmu_notifier_invalidate_range_start(&range);
 	ptl = pmd_lock(mm, pmd);
 	old = pmdp_get(pmd);
-	if (!pmd_trans_huge(old) || pmd_page(old) < folio_page(folio, 0) ||
-	    pmd_page(old) >= folio_page(folio, folio_nr_pages(folio)))
+	pfn = pmd_pfn(old);
+	if (!pmd_trans_huge(old) || pfn < folio_pfn(folio) ||
+	    pfn >= folio_pfn(folio) + folio_nr_pages(folio) ||
+	    !hugetlb_gmem_refs_fit(folio, HPAGE_PMD_NR))
 		goto unlock;
 	if (!s->nr_pte) {
 		s->need_pte++;
@@ -241,7 +260,6 @@ static void hugetlb_gmem_split_pmd(struct vm_area_struct *vma, pmd_t *pmd,
 	}
 	table = s->pte[--s->nr_pte];
 	old = pmdp_invalidate(vma, haddr, pmd);
-	pfn = pmd_pfn(old);
 
 	pmd_populate(mm, &tmp, table);
 	pte = pte_offset_map(&tmp, haddr);
@@ -291,7 +309,8 @@ static void hugetlb_gmem_split_pud(struct vm_area_struct *vma, pud_t *pud,
 	mmu_notifier_invalidate_range_start(&range);
 	ptl = pud_lock(mm, pud);
 	old = pudp_get(pud);
-	if (!pud_trans_huge(old) || pud_pfn(old) != folio_pfn(folio))
+	if (!pud_trans_huge(old) || pud_pfn(old) != folio_pfn(folio) ||
+	    !hugetlb_gmem_refs_fit(folio, PTRS_PER_PMD))
 		goto unlock;
 	if (!s->nr_pmd) {
 		s->need_pmd++;
@@ -408,8 +427,10 @@ static bool hugetlb_gmem_split_alloc(struct hugetlb_gmem_split *s)
  * smaller entries mapping the same pages, so that the zap leaves the rest
  * of the folio mapped and nobody faults on it again.  The folio is not
  * split.  Page tables are allocated outside i_mmap_rwsem and the page-table
- * locks; an entry for which no table could be had is left whole, and the
- * zap unmaps it (its other pages then fault in again, smaller).
+ * locks (charged to the calling task, like the page cache it punches); an
+ * entry for which no table could be had, or whose folio has too many
+ * references, is left whole, and the zap unmaps it (its other pages then
+ * fault in again, smaller).
  */
 void hugetlb_gmem_split_mappings(struct address_space *mapping,
 				 struct folio *folio, unsigned long first,
@@ -427,8 +448,16 @@ void hugetlb_gmem_split_mappings(struct address_space *mapping,
 	if (first + nr < folio_nr_pages(folio))
 		bounds[nr_bounds++] = first + nr;
 
+	if (!nr_bounds)
+		return;
+	/* At most a table of each level per boundary, in most cases. */
+	if (folio_order(folio) > PMD_ORDER)
+		s.need_pmd = nr_bounds;
+	s.need_pte = nr_bounds;
+	hugetlb_gmem_split_alloc(&s);
+
 	/* Each pass splits what its tables allow: passes are idempotent. */
-	for (pass = 0; nr_bounds && pass < 3; pass++) {
+	for (pass = 0; pass < 3; pass++) {
 		s.need_pmd = 0;
 		s.need_pte = 0;
 		i_mmap_lock_read(mapping);

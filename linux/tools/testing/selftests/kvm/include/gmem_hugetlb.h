@@ -259,6 +259,8 @@ u64 memmap_pages(void);
 s64 kvm_debugfs_stat(struct kvm_vm *vm, const char *name);
 
 double now_seconds(void);
+/* Minor page faults of the calling process so far (getrusage()). */
+long minor_faults(void);
 
 /* ------------------------------------------------------------------------ */
 /* A private-memory guest (x86)                                             */

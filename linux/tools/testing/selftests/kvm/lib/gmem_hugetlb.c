@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 
 #include <linux/falloc.h>
@@ -1033,4 +1034,12 @@ double now_seconds(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+long minor_faults(void)
+{
+	struct rusage ru;
+
+	TEST_ASSERT(!getrusage(RUSAGE_SELF, &ru), "getrusage: %s", strerror(errno));
+	return ru.ru_minflt;
 }

@@ -22,6 +22,15 @@
  *          temporary mapping; wiped, mapped back and collapsed) against
  *          the same without the flag, with the VM's one vCPU and with 8
  *          more vCPUs busy in another guest; DirectMap4k/2M/1G.
+ *  mmap:   a default VM's guest_memfd with MMAP | INIT_SHARED, as
+ *          non-confidential VMMs use it, on 4K, 2M and 1G pages: the VMM
+ *          writes every 4K of its MAP_SHARED mapping (faults, time) against
+ *          MAP_SHARED | MAP_HUGETLB memory of the same page size; a guest
+ *          writes every 4K of a gmem-only memslot (time, KVM's mappings)
+ *          against an ordinary memslot over that hugetlbfs memory and
+ *          against a 4K guest_memfd; DirectMap4k/2M/1G before, during and
+ *          after such a VM's life with GUEST_MEMFD_FLAG_NO_DIRECT_MAP
+ *          (secret-free) and without.
  *
  * Identical runs differ by tens of percent under an emulator: each timed
  * row is the best of -r repetitions, with their spread ((slowest -
@@ -31,6 +40,7 @@
  * "bench-data: TABLE ..." lines.
  */
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -345,7 +355,7 @@ static void touch_row(const struct backing *b, u64 size, const struct touch_resu
 	       b->name, size >> 20, r->time.min, spread(&r->time), ratio, r->faults,
 	       r->maps.pages_4k, r->maps.pages_2m, r->maps.pages_1g,
 	       100.0 * huge / size, r->teardown.min, pool);
-	if (!strcmp(table, "touch"))
+	if (strncmp(table, "grow-", 5))
 		bench_data(table, "%s %.6f %.6f", b->label, r->time.min, r->time.max);
 	else
 		bench_data(table, "%lu %.6f %.6f", size >> 30, r->time.min / (size >> 30),
@@ -1142,14 +1152,499 @@ static void bench_meta(void)
 }
 
 /* ------------------------------------------------------------------------ */
+/* mmap                                                                     */
+/* ------------------------------------------------------------------------ */
+
+/* A default VM's guest_memfd, as non-confidential VMMs create it. */
+#define GMEM_MMAP_FLAGS	(GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED)
+
+/* The guest_memfd rows, on gmem-only memslots in the guest table. */
+static const struct backing mmap_backings[] = {
+	{ "4K gmem mmap", "4k", "4K-gmem-mmap", SZ_4K },
+	{ "2M gmem mmap", "2m", "2M-gmem-mmap", SZ_2M },
+	{ "1G gmem mmap", "1g", "1G-gmem-mmap", SZ_1G },
+};
+
+/* Anonymous MAP_SHARED | MAP_HUGETLB memory of the hugetlb rows' sizes. */
+static const struct backing mmap_hugetlbfs[] = {
+	{ "2M hugetlbfs", "2m", "2M-hugetlbfs", SZ_2M, true },
+	{ "1G hugetlbfs", "1g", "1G-hugetlbfs", SZ_1G, true },
+};
+
+static struct guest_memfd_backing mmap_backing(const struct backing *b, u64 extra)
+{
+	struct guest_memfd_backing gb = gmem_backing(b);
+
+	gb.flags |= GMEM_MMAP_FLAGS | extra;
+	return gb;
+}
+
+/* Why @b (with b->shared: its hugetlbfs twin) can't give @size bytes now. */
+static const char *mmap_unusable(const struct backing *b, u64 size)
+{
+	struct backing pool_only = *b;
+	struct kvm_vm *vm;
+	bool valid = true;
+
+	if (!b->shared) {
+		vm = vm_create_barebones();
+		valid = vm_guest_memfd_backing_valid(vm, mmap_backing(b, 0));
+		kvm_vm_free(vm);
+	}
+	if (!valid)
+		return "no such guest_memfd with MMAP | INIT_SHARED on default VMs";
+	pool_only.shared = true;
+	return unusable(&pool_only, size);
+}
+
+/* Memory mapped MAP_SHARED by the VMM: a guest_memfd's (fd >= 0) or not. */
+struct mmap_mem {
+	int fd;
+	u8 *mem;
+	u64 size;
+};
+
+/*
+ * @size bytes of @b: a guest_memfd of @vm with GMEM_MMAP_FLAGS | @extra,
+ * or with b->shared anonymous hugetlb memory; 0 or the errno of
+ * KVM_CREATE_GUEST_MEMFD.
+ */
+static int mmap_mem_create(struct mmap_mem *m, struct kvm_vm *vm,
+			   const struct backing *b, u64 size, u64 extra)
+{
+	const int huge = MAP_HUGETLB | (__builtin_ctzl(b->page_size) << MAP_HUGE_SHIFT);
+
+	m->size = size;
+	m->fd = -1;
+	if (b->shared) {
+		m->mem = kvm_mmap(size, PROT_READ | PROT_WRITE,
+				  MAP_SHARED | MAP_ANONYMOUS | huge, -1);
+		return 0;
+	}
+	m->fd = __vm_create_guest_memfd_backing(vm, size, mmap_backing(b, extra));
+	if (m->fd < 0)
+		return errno;
+	m->mem = kvm_mmap(size, PROT_READ | PROT_WRITE, MAP_SHARED, m->fd);
+	/* Else the hugepages would be mapped with PTEs, and KVM's at 4K. */
+	TEST_ASSERT(!((uintptr_t)m->mem & (b->page_size - 1)),
+		    "mmap() of %s at %p, not aligned to its pages", b->name, m->mem);
+	return 0;
+}
+
+static void mmap_mem_destroy(struct mmap_mem *m)
+{
+	kvm_munmap(m->mem, m->size);
+	if (m->fd >= 0)
+		close(m->fd);
+}
+
+/* The VMM writes one byte of each 4K page. */
+static void vmm_touch(struct mmap_mem *m)
+{
+	u64 off;
+
+	for (off = 0; off < m->size; off += SZ_4K)
+		WRITE_ONCE(m->mem[off], 1);
+}
+
+/*
+ * A memslot of the memory at GMEM_GUEST_GPA: gmem-only (KVM maps from the
+ * file; userspace_addr is the VMM's mapping, so that it is aligned like
+ * the gpa) or an ordinary memslot over the VMM's mapping.  As
+ * guest_memfd_hugetlb_mmap_test's guests, out of the library's memslots.
+ */
+static void mmap_memslot(struct kvm_vm *vm, const struct mmap_mem *m)
+{
+	if (m->fd >= 0)
+		vm_set_user_memory_region2(vm, GMEM_GUEST_SLOT, KVM_MEM_GUEST_MEMFD,
+					   GMEM_GUEST_GPA, m->size, m->mem, m->fd, 0);
+	else
+		vm_set_user_memory_region(vm, GMEM_GUEST_SLOT, 0, GMEM_GUEST_GPA,
+					  m->size, m->mem);
+	virt_map_level(vm, GMEM_GUEST_GPA, GMEM_GUEST_GPA, m->size, PG_LEVEL_2M);
+}
+
+struct vmm_result {
+	const char *skipped;
+	struct timing time, refault, teardown;
+	long faults_min, faults_max;
+};
+
+static void vmm_result_init(struct vmm_result *r, const char *skipped)
+{
+	memset(r, 0, sizeof(*r));
+	timing_init(&r->time);
+	timing_init(&r->refault);
+	timing_init(&r->teardown);
+	r->faults_min = LONG_MAX;
+	r->skipped = skipped;
+}
+
+static void vmm_touch_once(struct kvm_vm *vm, const struct backing *b, u64 size,
+			   struct vmm_result *r)
+{
+	struct mmap_mem m;
+	double start;
+	long faults;
+	int err;
+
+	err = mmap_mem_create(&m, vm, b, size, 0);
+	TEST_ASSERT(!err, "KVM_CREATE_GUEST_MEMFD of %s: %s", b->name, strerror(err));
+	faults = minor_faults();
+	start = now_seconds();
+	vmm_touch(&m);
+	timing_add(&r->time, now_seconds() - start);
+	faults = minor_faults() - faults;
+	r->faults_min = min(r->faults_min, faults);
+	r->faults_max = max(r->faults_max, faults);
+	/* Again, the memory allocated: the user faults alone. */
+	TEST_ASSERT(!madvise(m.mem, size, MADV_DONTNEED), "MADV_DONTNEED: %s",
+		    strerror(errno));
+	start = now_seconds();
+	vmm_touch(&m);
+	timing_add(&r->refault, now_seconds() - start);
+	start = now_seconds();
+	mmap_mem_destroy(&m);
+	timing_add(&r->teardown, now_seconds() - start);
+}
+
+static void vmm_row(const struct backing *b, u64 size, const struct vmm_result *r,
+		    const struct vmm_result *ref)
+{
+	char ratio[16] = "-", reratio[16] = "-", faults[32];
+
+	if (r->skipped) {
+		printf("%-15s %6lu  skipped: %s\n", b->name, size >> 20, r->skipped);
+		return;
+	}
+	if (ref && !ref->skipped) {
+		snprintf(ratio, sizeof(ratio), "%.3f", r->time.min / ref->time.min);
+		snprintf(reratio, sizeof(reratio), "%.3f",
+			 r->refault.min / ref->refault.min);
+	}
+	if (r->faults_min == r->faults_max)
+		snprintf(faults, sizeof(faults), "%ld", r->faults_min);
+	else
+		snprintf(faults, sizeof(faults), "%ld-%ld", r->faults_min, r->faults_max);
+	printf("%-15s %6lu %9s %8.3f %5.0f%% %6s %10.3f %5.0f%% %6s %9.3f\n", b->name,
+	       size >> 20, faults, r->time.min, spread(&r->time), ratio, r->refault.min,
+	       spread(&r->refault), reratio, r->teardown.min);
+	bench_data("mmap-vmm", "%s %ld %.6f %.6f %.6f %.6f", b->label, r->faults_min,
+		   r->time.min, r->time.max, r->refault.min, r->refault.max);
+}
+
+/* The guest table's rows: touch_once() on the memory of mmap_mem_create(). */
+static void mmap_guest_once(const struct backing *b, u64 size, struct touch_result *res)
+{
+	struct mapping_levels before, after;
+	struct kvm_vcpu *vcpu;
+	struct mmap_mem m;
+	struct kvm_vm *vm;
+	double start;
+	s64 faults;
+	int err;
+
+	vm = vm_create_with_one_vcpu(&vcpu, guest_touch);
+	err = mmap_mem_create(&m, vm, b, size, 0);
+	TEST_ASSERT(!err, "KVM_CREATE_GUEST_MEMFD of %s: %s", b->name, strerror(err));
+	mmap_memslot(vm, &m);
+	vcpu_args_set(vcpu, 2, GMEM_GUEST_GPA, size);
+	gmem_guest_run(vcpu, 1);
+	mapping_levels_read(vm, &before);
+	faults = kvm_debugfs_stat(NULL, "pf_taken");
+
+	start = now_seconds();
+	gmem_guest_run(vcpu, 0);
+	timing_add(&res->time, now_seconds() - start);
+
+	res->faults = faults < 0 ? -1 : kvm_debugfs_stat(NULL, "pf_taken") - faults;
+	mapping_levels_read(vm, &after);
+	res->maps.pages_4k = after.pages_4k - before.pages_4k;
+	res->maps.pages_2m = after.pages_2m - before.pages_2m;
+	res->maps.pages_1g = after.pages_1g - before.pages_1g;
+
+	start = now_seconds();
+	kvm_vm_free(vm);
+	mmap_mem_destroy(&m);
+	timing_add(&res->teardown, now_seconds() - start);
+	if (is_hugetlb(b))
+		hugetlb_pool_read(b->page_size, &res->closed);
+}
+
+static void touch_result_init(struct touch_result *res, const struct backing *b,
+			      const char *skipped)
+{
+	memset(res, 0, sizeof(*res));
+	timing_init(&res->time);
+	timing_init(&res->teardown);
+	res->skipped = skipped;
+	if (!skipped && is_hugetlb(b))
+		hugetlb_pool_read(b->page_size, &res->before);
+}
+
+/* "NAME: a/b (best a s / b s; slowest a s / b s)", and its bench-data ratio. */
+static void ratio_line(const char *what, const char *key, const struct timing *a,
+		       const struct timing *b)
+{
+	printf("%s: %.3f (best %.3f s / %.3f s; slowest %.3f s / %.3f s)\n", what,
+	       a->min / b->min, a->min, b->min, a->max, b->max);
+	bench_data("ratio", "%s %.4f", key, a->min / b->min);
+}
+
+struct dmap_state {
+	u64 kb[3];
+	s64 removes, restores;
+};
+
+static void dmap_state_read(struct dmap_state *s)
+{
+	direct_map_kb(s->kb);
+	s->removes = vmstat_get("gmem_direct_map_removes");
+	s->restores = vmstat_get("gmem_direct_map_restores");
+}
+
+static const char *dmap_state_str(const struct dmap_state *s, char *buf, size_t len)
+{
+	snprintf(buf, len, "%lu/%lu/%lu", s->kb[0], s->kb[1], s->kb[2]);
+	return buf;
+}
+
+/*
+ * The life of a VM on @size bytes of @b, a guest_memfd of GMEM_MMAP_FLAGS |
+ * @extra: the VMM maps and touches it all, the guest touches it all
+ * through a gmem-only memslot, then VM, mapping and file go.  DirectMap
+ * before, during (the VM alive) and after; 0 or the errno of the file's
+ * creation.
+ */
+static int dmap_life(const struct backing *b, u64 size, u64 extra,
+		     struct dmap_state st[3])
+{
+	struct kvm_vcpu *vcpu;
+	struct mmap_mem m;
+	struct kvm_vm *vm;
+	int err;
+
+	dmap_state_read(&st[0]);
+	vm = vm_create_with_one_vcpu(&vcpu, guest_touch);
+	err = mmap_mem_create(&m, vm, b, size, extra);
+	if (err) {
+		kvm_vm_free(vm);
+		return err;
+	}
+	vmm_touch(&m);
+	mmap_memslot(vm, &m);
+	vcpu_args_set(vcpu, 2, GMEM_GUEST_GPA, size);
+	gmem_guest_run(vcpu, 1);
+	gmem_guest_run(vcpu, 0);
+	dmap_state_read(&st[1]);
+	kvm_vm_free(vm);
+	mmap_mem_destroy(&m);
+	dmap_state_read(&st[2]);
+	return 0;
+}
+
+static void bench_mmap_dmap(u64 size)
+{
+	char s0[64], s1[64], s2[64], label[48];
+	struct dmap_state st[3];
+	int i, nd, err;
+	bool same;
+
+	printf("\n== mmap, secret-free: DirectMap4k/2M/1G (kB) around the life of a VM on\n"
+	       "   %lu MiB of guest_memfd with MMAP | INIT_SHARED (| NO_DIRECT_MAP)\n",
+	       size >> 20);
+	kernel_line();
+	printf("%-6s %-14s %-26s %-26s %-26s %5s %9s\n", "pages", "file", "before",
+	       "during", "after", "same", "rm/rst");
+	for (i = 1; i < ARRAY_SIZE(mmap_backings); i++) {
+		const struct backing *b = &mmap_backings[i];
+		const char *region = b->page_size == SZ_1G ? "1G" : "2M";
+		const char *why;
+
+		if (!selected[i])
+			continue;
+		why = mmap_unusable(b, size);
+		if (why) {
+			printf("%-6s skipped: %s\n", region, why);
+			continue;
+		}
+		for (nd = 1; nd >= 0; nd--) {
+			const char *file = nd ? "no-direct-map" : "direct map";
+			char rm[32] = "-";
+
+			snprintf(label, sizeof(label), "%s-%s", region,
+				 nd ? "no-direct-map" : "direct-map");
+			err = dmap_life(b, size, nd ? GUEST_MEMFD_FLAG_NO_DIRECT_MAP : 0, st);
+			if (err) {
+				printf("%-6s %-14s n/a (%s)\n", region, file,
+				       err == EINVAL ? "EINVAL" : strerror(err));
+				bench_data("mmap-dmap", "%s n/a", label);
+				continue;
+			}
+			same = !memcmp(st[0].kb, st[2].kb, sizeof(st[0].kb));
+			if (st[0].removes >= 0 && st[2].restores >= 0)
+				snprintf(rm, sizeof(rm), "%ld/%ld",
+					 (long)(st[2].removes - st[0].removes),
+					 (long)(st[2].restores - st[0].restores));
+			printf("%-6s %-14s %-26s %-26s %-26s %5s %9s\n", region, file,
+			       dmap_state_str(&st[0], s0, sizeof(s0)),
+			       dmap_state_str(&st[1], s1, sizeof(s1)),
+			       dmap_state_str(&st[2], s2, sizeof(s2)),
+			       same ? "yes" : "NO", rm);
+			bench_data("mmap-dmap", "%s %d %lu %lu %lu %lu %lu %lu %lu %lu %lu",
+				   label, same, st[0].kb[0], st[0].kb[1], st[0].kb[2],
+				   st[1].kb[0], st[1].kb[1], st[1].kb[2],
+				   st[2].kb[0], st[2].kb[1], st[2].kb[2]);
+		}
+	}
+	printf("before, during (the guest has touched it all), after (VM, mapping and file\n"
+	       "gone): DirectMap4k/2M/1G; same: before == after; the VMM maps the file and\n"
+	       "writes every 4K page, then the guest writes every 4K page through a gmem-only\n"
+	       "memslot; rm/rst: folios taken out of and put back into the direct map\n"
+	       "(gmem_direct_map_removes/restores); n/a: KVM_CREATE_GUEST_MEMFD refused the\n"
+	       "flags (NO_DIRECT_MAP with MMAP, or on default VMs)\n");
+}
+
+static void bench_mmap(void)
+{
+	const u64 size = touch_size;
+	struct vmm_result vmm[ARRAY_SIZE(mmap_backings)], hfs[ARRAY_SIZE(mmap_hugetlbfs)], warm;
+	struct touch_result gres[ARRAY_SIZE(mmap_backings)];
+	struct touch_result hres[ARRAY_SIZE(mmap_hugetlbfs)];
+	struct kvm_vm *vm;
+	char what[64], key[64];
+	double ref = 0;
+	int i, rep;
+
+	/* The VMM. */
+	printf("\n== mmap, VMM: writes a byte to each 4K page of a MAP_SHARED mapping,\n"
+	       "   guest_memfd against hugetlbfs of the same pages (best of %d)\n", reps);
+	kernel_line();
+	printf("%-15s %6s %9s %8s %6s %6s %10s %6s %6s %9s\n", "memory", "MiB", "faults",
+	       "touch(s)", "spread", "ratio", "refault(s)", "spread", "ratio", "teardown");
+	vm = vm_create_barebones();
+	for (i = 1; i < ARRAY_SIZE(mmap_backings); i++) {
+		const struct backing *g = &mmap_backings[i], *h = &mmap_hugetlbfs[i - 1];
+
+		if (!selected[i])
+			continue;
+		vmm_result_init(&vmm[i], mmap_unusable(g, size));
+		vmm_result_init(&hfs[i - 1], mmap_unusable(h, size));
+		/*
+		 * Untimed: the first touch of pool pages has the emulator's
+		 * host back them, which would count against the first row.
+		 * The pool gives the same pages to the rows after it.
+		 */
+		if (!hfs[i - 1].skipped) {
+			vmm_result_init(&warm, NULL);
+			vmm_touch_once(vm, h, size, &warm);
+		}
+		/* Interleaved, so that drift hits both alike. */
+		for (rep = 0; rep < reps; rep++) {
+			if (!vmm[i].skipped)
+				vmm_touch_once(vm, g, size, &vmm[i]);
+			if (!hfs[i - 1].skipped)
+				vmm_touch_once(vm, h, size, &hfs[i - 1]);
+		}
+		vmm_row(g, size, &vmm[i], &hfs[i - 1]);
+		vmm_row(h, size, &hfs[i - 1], NULL);
+	}
+	if (selected[0]) {
+		vmm_result_init(&vmm[0], mmap_unusable(&mmap_backings[0], size));
+		for (rep = 0; rep < reps && !vmm[0].skipped; rep++)
+			vmm_touch_once(vm, &mmap_backings[0], size, &vmm[0]);
+		vmm_row(&mmap_backings[0], size, &vmm[0], NULL);
+	}
+	kvm_vm_free(vm);
+	for (i = 1; i < ARRAY_SIZE(mmap_backings); i++) {
+		if (!selected[i] || vmm[i].skipped || hfs[i - 1].skipped)
+			continue;
+		snprintf(what, sizeof(what), "gmem/hugetlbfs %s", mmap_backings[i].option);
+		snprintf(key, sizeof(key), "mmap-vmm-gmem/hugetlbfs-%s",
+			 mmap_backings[i].option);
+		ratio_line(what, key, &vmm[i].time, &hfs[i - 1].time);
+		snprintf(what, sizeof(what), "gmem/hugetlbfs %s, refault", mmap_backings[i].option);
+		snprintf(key, sizeof(key), "mmap-vmm-refault-gmem/hugetlbfs-%s",
+			 mmap_backings[i].option);
+		ratio_line(what, key, &vmm[i].refault, &hfs[i - 1].refault);
+	}
+	printf("gmem mmap: a default VM's guest_memfd (MMAP | INIT_SHARED), mmap(MAP_SHARED);\n"
+	       "hugetlbfs: mmap(MAP_SHARED | MAP_ANONYMOUS | MAP_HUGETLB) of the same page size;\n"
+	       "faults: the process's minor faults during the touch (the first, which\n"
+	       "allocates and zeroes); refault: the same touch after MADV_DONTNEED of the\n"
+	       "whole mapping (the memory stays: mapping faults alone); ratio: time / the\n"
+	       "hugetlbfs row's (repetitions interleaved, after an untimed hugetlbfs touch);\n"
+	       "teardown: munmap() and close()\n");
+
+	/* The guest. */
+	printf("\n== mmap, guest: one vCPU writes every 4K page of a memslot once, gmem-only\n"
+	       "   memslots against ordinary memslots over hugetlbfs memory (best of %d)\n",
+	       reps);
+	kernel_line();
+	touch_header();
+	if (selected[0]) {
+		touch_result_init(&gres[0], &mmap_backings[0],
+				  mmap_unusable(&mmap_backings[0], size));
+		for (rep = 0; rep < reps && !gres[0].skipped; rep++)
+			mmap_guest_once(&mmap_backings[0], size, &gres[0]);
+		if (!gres[0].skipped)
+			ref = gres[0].time.min;
+		touch_row(&mmap_backings[0], size, &gres[0], ref, "mmap-guest");
+	}
+	for (i = 1; i < ARRAY_SIZE(mmap_backings); i++) {
+		const struct backing *g = &mmap_backings[i], *h = &mmap_hugetlbfs[i - 1];
+
+		if (!selected[i])
+			continue;
+		touch_result_init(&gres[i], g, mmap_unusable(g, size));
+		touch_result_init(&hres[i - 1], h, mmap_unusable(h, size));
+		for (rep = 0; rep < reps; rep++) {
+			if (!gres[i].skipped)
+				mmap_guest_once(g, size, &gres[i]);
+			if (!hres[i - 1].skipped)
+				mmap_guest_once(h, size, &hres[i - 1]);
+		}
+		touch_row(g, size, &gres[i], ref, "mmap-guest");
+		touch_row(h, size, &hres[i - 1], ref, "mmap-guest");
+	}
+	for (i = 1; i < ARRAY_SIZE(mmap_backings); i++) {
+		const char *opt = mmap_backings[i].option;
+
+		if (!selected[i] || gres[i].skipped)
+			continue;
+		if (!hres[i - 1].skipped) {
+			snprintf(what, sizeof(what), "gmem-only/hugetlbfs %s", opt);
+			snprintf(key, sizeof(key), "mmap-guest-gmem/hugetlbfs-%s", opt);
+			ratio_line(what, key, &gres[i].time, &hres[i - 1].time);
+		}
+		if (ref > 0) {
+			snprintf(what, sizeof(what), "gmem-only %s/4K gmem-only", opt);
+			snprintf(key, sizeof(key), "mmap-guest-gmem-%s/4K-gmem", opt);
+			ratio_line(what, key, &gres[i].time, &gres[0].time);
+		}
+	}
+	printf("gmem mmap: a gmem-only memslot (KVM_MEM_GUEST_MEMFD, userspace_addr the VMM's\n"
+	       "MAP_SHARED mapping of the file) on a default VM's guest_memfd (MMAP |\n"
+	       "INIT_SHARED), memory untouched before; hugetlbfs: an ordinary memslot over\n"
+	       "mmap(MAP_SHARED | MAP_ANONYMOUS | MAP_HUGETLB) of the same page size\n"
+	       "(repetitions interleaved with the gmem row); ratio: time / the 4K gmem mmap\n"
+	       "row's; faults: KVM page faults (pf_taken); maps*: new KVM mappings per level;\n"
+	       "huge: share mapped 2M or 1G; teardown: VM, mapping and file, fastest;\n"
+	       "pool: before -> after the last close\n");
+
+	bench_mmap_dmap(size);
+}
+
+/* ------------------------------------------------------------------------ */
 
 static void help(const char *name)
 {
 	printf("usage: %s [-h] [-p] [-V] [-s sections] [-b backings] [-m MiB] [-n GiB,...]\n"
 	       "       [-r N] [-P N]\n\n", name);
-	printf(" -s: sections among touch, falloc (or alloc), punch, meta, dmap (default: all)\n"
+	printf(" -s: sections among touch, falloc (or alloc), punch, meta, dmap, mmap\n"
+	       "     (default: all)\n"
 	       " -b: backings among 4k, 2m, 1g (default: all)\n"
-	       " -m: memory of the touch table in MiB, rounded up to GiB (default: 1024)\n"
+	       " -m: memory of the touch and mmap tables in MiB, rounded up to GiB (default: 1024)\n"
 	       " -n: file sizes in GiB of the growing rows (default: 1,2,4; empty: none)\n"
 	       " -r: repetitions of each timed row, the fastest is shown (default: 3)\n"
 	       " -P: punch storms stop after the first N subpages (default: all of them)\n"
@@ -1171,7 +1666,7 @@ static bool in_list(const char *list, const char *word)
 
 int main(int argc, char *argv[])
 {
-	const char *sections = "touch,falloc,punch,meta,dmap", *list;
+	const char *sections = "touch,falloc,punch,meta,dmap,mmap", *list;
 	char *end;
 	int i, opt;
 
@@ -1236,5 +1731,7 @@ int main(int argc, char *argv[])
 		bench_meta();
 	if (in_list(sections, "dmap"))
 		bench_dmap();
+	if (in_list(sections, "mmap"))
+		bench_mmap();
 	return 0;
 }

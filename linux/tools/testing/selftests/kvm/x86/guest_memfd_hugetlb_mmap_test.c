@@ -15,22 +15,17 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-/* The tools headers' linux/stddef.h lacks what uapi io_uring.h uses. */
-#ifndef __DECLARE_FLEX_ARRAY
-#define __DECLARE_FLEX_ARRAY(type, name)	type name[0]
-#endif
-#include <linux/io_uring.h>
 #include <linux/mempolicy.h>
 #include <linux/userfaultfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
-#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
@@ -66,6 +61,9 @@ FIXTURE(gmem_mmap) {
 	struct hugetlb_pool base;
 	/* Hugepages a test lost for good (hwpoison). */
 	long lost;
+	/* A node whose pool mbind shrank, and its size before (or -1). */
+	int shrunk_node;
+	long shrunk_nr;
 };
 
 FIXTURE_VARIANT(gmem_mmap) {
@@ -89,6 +87,7 @@ FIXTURE_SETUP(gmem_mmap)
 
 	self->vm = NULL;
 	self->lost = 0;
+	self->shrunk_nr = -1;
 	if (!hugetlb_pool_read(hpage, &self->base))
 		SKIP(return, "no %zukB hugetlb pool", hpage >> 10);
 	if (!gmem_need_hugepages(_metadata, hpage, &self->base, 1))
@@ -104,10 +103,16 @@ FIXTURE_SETUP(gmem_mmap)
 	self->backing.flags |= mmap_flags;
 }
 
+static void node_hugepages_set(int node, size_t hpage, long nr);
+
 FIXTURE_TEARDOWN(gmem_mmap)
 {
 	if (self->vm)
 		kvm_vm_free(self->vm);
+	/* What a failed mbind test left shrunk. */
+	if (self->shrunk_nr >= 0)
+		node_hugepages_set(self->shrunk_node, variant->page_size,
+				   self->shrunk_nr);
 	hugetlb_pool_assert(variant->page_size, &self->base, -self->lost, 0,
 			    "after the test");
 	/* For the runner's pool check: those pages are gone for good. */
@@ -211,14 +216,6 @@ static long status_kb(const char *name)
 			kb = strtol(line + strlen(name), NULL, 10);
 	fclose(f);
 	return kb;
-}
-
-static long minor_faults(void)
-{
-	struct rusage ru;
-
-	TEST_ASSERT(!getrusage(RUSAGE_SELF, &ru), "getrusage");
-	return ru.ru_minflt;
 }
 
 /* Rss of the VMA that starts at @addr, from /proc/self/smaps, in kB. */
@@ -383,6 +380,9 @@ TEST_F(gmem_mmap, punch_and_fork)
 	ASSERT_DATA(mem, hole + SZ_4K, size - hole - SZ_4K);
 	ASSERT_DATA(mem2, 0, hole);
 	ASSERT_DATA(mem2, hole + SZ_4K, size - hole - SZ_4K);
+	/* Writable as before (mem was written whole, mem2 only read). */
+	for (i = 0; i < ARRAY_SIZE(kept); i++)
+		mem[kept[i] / 8] = PATTERN(kept[i]);
 	ASSERT_EQ(faults, minor_faults())
 		TH_LOG("the rest of the hugepage faulted in again");
 	ASSERT_ZERO(mem, hole, SZ_4K);
@@ -833,16 +833,24 @@ static int direct_io(const void *src, void *dst, size_t len)
 }
 
 /*
+ * io_uring from its uAPI numbers: the tools headers cannot include
+ * linux/io_uring.h.  The ring's parameters are 120 bytes, zero on entry.
+ */
+#define IORING_REGISTER_BUFFERS		0
+#define IORING_UNREGISTER_BUFFERS	1
+#define IO_URING_PARAMS_SIZE		120
+
+/*
  * Register [@mem, @mem + @len) as an io_uring fixed buffer (a long-term
  * pin), then unregister it.  0, or the errno of the registration.
  */
 static int uring_fixed_buffer(void *mem, size_t len)
 {
 	struct iovec iov = { .iov_base = mem, .iov_len = len };
-	struct io_uring_params p = {};
+	u64 p[IO_URING_PARAMS_SIZE / 8] = {};
 	int fd, ret;
 
-	fd = syscall(__NR_io_uring_setup, 4, &p);
+	fd = syscall(__NR_io_uring_setup, 4, p);
 	TEST_ASSERT(fd >= 0, "io_uring_setup: %s", strerror(errno));
 	ret = syscall(__NR_io_uring_register, fd, IORING_REGISTER_BUFFERS, &iov, 1);
 	ret = ret ? errno : 0;
@@ -928,7 +936,8 @@ static s64 direct_map_read(u64 pfn)
  * memslot) share them; the kernel takes no reference to them (GUP fails
  * as on secretmem: /proc/PID/mem, process_vm_readv(), O_DIRECT, io_uring),
  * MADV_POPULATE_WRITE still preallocates, core dumps leave them out, a 4K
- * punch zeroes without the direct map, and after the VM DirectMap4k, 2M
+ * punch zeroes without the direct map, an ordinary memslot over the
+ * mapping fails KVM_RUN with EFAULT, and after the VMs DirectMap4k, 2M
  * and 1G are exactly as before.
  */
 TEST_F_TIMEOUT(gmem_mmap, secret_free, 600)
@@ -937,6 +946,8 @@ TEST_F_TIMEOUT(gmem_mmap, secret_free, 600)
 	struct guest_memfd_backing b = self->backing;
 	struct iovec local, remote;
 	u64 before[3], during[3], after[3], buf[8];
+	struct kvm_vcpu *vcpu;
+	struct kvm_vm *vm;
 	u64 *mem;
 	int fd, memfd;
 
@@ -986,6 +997,23 @@ TEST_F_TIMEOUT(gmem_mmap, secret_free, 600)
 	/* A guest on a gmem-only memslot of such a file. */
 	guest_on_mapping(_metadata, hpage, b, true);
 
+	/*
+	 * Not on an ordinary memslot over the mapping: KVM would map what
+	 * GUP finds.  KVM_RUN fails cleanly.
+	 */
+	vm = vm_create_with_one_vcpu(&vcpu, guest_code);
+	fd = vm_create_guest_memfd_backing(vm, size, b);
+	mem = map_file(fd, size);
+	fill(mem, 0, size);
+	vm_set_user_memory_region(vm, MMAP_SLOT, 0, MMAP_GPA, size, mem);
+	virt_map_level(vm, MMAP_GPA, MMAP_GPA, size, PG_LEVEL_2M);
+	vcpu_args_set(vcpu, 2, MMAP_GPA, size);
+	ASSERT_EQ(-1, _vcpu_run(vcpu));
+	ASSERT_EQ(EFAULT, errno);
+	kvm_vm_free(vm);
+	ASSERT_EQ(0, munmap(mem, size));
+	close(fd);
+
 	direct_map_kb(after);
 	TH_LOG("DirectMap4k/2M/1G kB after: %lu %lu %lu", after[0], after[1], after[2]);
 	ASSERT_EQ(0, memcmp(before, after, sizeof(before)));
@@ -1034,60 +1062,91 @@ static long sys_mbind(void *addr, size_t len, int mode, unsigned long nodes)
 
 /*
  * mbind() on the mapping (guest_memfd's shared policy) places each
- * hugepage, whoever allocates it: a fault of the VMM, fallocate() (what
- * KVM's faults call too).  MPOL_PREFERRED falls back to another node,
- * MPOL_BIND does not (SIGBUS, as on hugetlbfs).  Needs two NUMA nodes
- * (the test VMs boot with numa=fake=2).
+ * hugepage, whoever allocates it: a fault of the VMM (MPOL_BIND), a fault
+ * of KVM (KVM_PRE_FAULT_MEMORY on a gmem-only memslot, MPOL_PREFERRED),
+ * fallocate() (MPOL_INTERLEAVE), each on the node that is not the test's
+ * own (it runs pinned to a CPU).  MPOL_PREFERRED falls back to another
+ * node, MPOL_BIND does not (SIGBUS, as on hugetlbfs), when its node has
+ * no free hugepage.  Needs two NUMA nodes (make test runs it in a VM
+ * booted with numa=fake=2: host:numa).
  */
 TEST_F(gmem_mmap, mbind)
 {
 	const size_t hpage = variant->page_size, size = 2 * hpage;
 	struct sigaction sa = { .sa_sigaction = sigbus_handler, .sa_flags = SA_SIGINFO };
-	long f0, f1, nr1;
+	unsigned int cpu, local;
+	struct kvm_vcpu *vcpu;
+	struct kvm_vm *vm;
+	long fl, fr, nr;
+	cpu_set_t cpus;
+	int fd, remote;
 	u64 *mem;
-	int fd;
 
 	if (!have_two())
 		return;
-	f0 = node_free(0);
-	f1 = node_free(1);
-	if (f1 < 0)
+	if (node_hugepages(1, hpage, "free_hugepages") < 0)
 		SKIP(return, "one NUMA node (boot with numa=fake=2)");
-	if (f0 < 1 || f1 < 1)
-		SKIP(return, "free %zukB hugepages: %ld on node 0, %ld on node 1",
-		     hpage >> 10, f0, f1);
+	ASSERT_EQ(0, syscall(__NR_getcpu, &cpu, &local, NULL));
+	CPU_ZERO(&cpus);
+	CPU_SET(cpu, &cpus);
+	ASSERT_EQ(0, sched_setaffinity(0, sizeof(cpus), &cpus));
+	remote = !local;
+	fl = node_free(local);
+	fr = node_free(remote);
+	if (fl < 1 || fr < 2)
+		SKIP(return, "free %zukB hugepages: %ld on local node %u, %ld on node %d",
+		     hpage >> 10, fl, local, fr, remote);
 
-	fd = vm_create_guest_memfd_backing(self->vm, size, self->backing);
+	vm = vm_create_with_one_vcpu(&vcpu, guest_code);
+	fd = vm_create_guest_memfd_backing(vm, size, self->backing);
 	mem = map_file(fd, size);
-	ASSERT_EQ(0, sys_mbind(mem, hpage, MPOL_BIND, 1UL << 1))
+	vm_set_user_memory_region2(vm, MMAP_SLOT, KVM_MEM_GUEST_MEMFD,
+				   MMAP_GPA, size, mem, fd, 0);
+	ASSERT_EQ(0, sys_mbind(mem, hpage, MPOL_BIND, 1UL << remote))
 		TH_LOG("mbind: %s", strerror(errno));
-	ASSERT_EQ(0, sys_mbind((u8 *)mem + hpage, hpage, MPOL_PREFERRED, 1UL << 0));
+	ASSERT_EQ(0, sys_mbind((u8 *)mem + hpage, hpage, MPOL_PREFERRED,
+			       1UL << remote));
 	mem[0] = PATTERN(0);
-	ASSERT_EQ(f1 - 1, node_free(1)) TH_LOG("the VMM's fault took no page of node 1");
-	ASSERT_EQ(f0, node_free(0));
+	ASSERT_EQ(fr - 1, node_free(remote))
+		TH_LOG("the VMM's fault took no page of node %d", remote);
+	vcpu_pre_fault(vcpu, MMAP_GPA + hpage, SZ_4K);
+	ASSERT_EQ(fr - 2, node_free(remote))
+		TH_LOG("KVM's fault took no page of node %d", remote);
+	ASSERT_EQ(fl, node_free(local));
+
+	/* Punched out whole, allocated again under another policy. */
+	gmem_punch(fd, hpage, hpage);
+	ASSERT_EQ(0, sys_mbind((u8 *)mem + hpage, hpage, MPOL_INTERLEAVE,
+			       1UL << remote));
 	gmem_allocate(fd, hpage, hpage);
-	ASSERT_EQ(f0 - 1, node_free(0)) TH_LOG("fallocate() took no page of node 0");
-	ASSERT_EQ(f1 - 1, node_free(1));
+	ASSERT_EQ(fr - 2, node_free(remote))
+		TH_LOG("fallocate() took no page of node %d", remote);
+	ASSERT_EQ(fl, node_free(local));
+	ASSERT_EQ(PATTERN(0), mem[0]);
+	kvm_vm_free(vm);
 	ASSERT_EQ(0, munmap(mem, size));
 	close(fd);
 	assert_pool(0, 0, "after close");
 
 	/*
-	 * Node 1 out of free hugepages: its pool shrunk and refilled after,
-	 * which a 1G pool may fail to be at run time.
+	 * The remote node out of free hugepages: its pool shrunk, refilled
+	 * after (or by the teardown), which a 1G pool may fail to be at run
+	 * time.
 	 */
 	if (hpage != SZ_2M)
 		return;
-	nr1 = node_hugepages(1, hpage, "nr_hugepages");
-	node_hugepages_set(1, hpage, nr1 - f1);
-	ASSERT_EQ(0, node_free(1));
+	nr = node_hugepages(remote, hpage, "nr_hugepages");
+	self->shrunk_node = remote;
+	self->shrunk_nr = nr;
+	node_hugepages_set(remote, hpage, nr - fr);
+	ASSERT_EQ(0, node_free(remote));
 	fd = vm_create_guest_memfd_backing(self->vm, size, self->backing);
 	mem = map_file(fd, size);
-	ASSERT_EQ(0, sys_mbind(mem, hpage, MPOL_PREFERRED, 1UL << 1));
-	ASSERT_EQ(0, sys_mbind((u8 *)mem + hpage, hpage, MPOL_BIND, 1UL << 1));
-	f0 = node_free(0);
+	ASSERT_EQ(0, sys_mbind(mem, hpage, MPOL_PREFERRED, 1UL << remote));
+	ASSERT_EQ(0, sys_mbind((u8 *)mem + hpage, hpage, MPOL_BIND, 1UL << remote));
+	fl = node_free(local);
 	mem[0] = PATTERN(0);
-	ASSERT_EQ(f0 - 1, node_free(0)) TH_LOG("MPOL_PREFERRED did not fall back");
+	ASSERT_EQ(fl - 1, node_free(local)) TH_LOG("MPOL_PREFERRED did not fall back");
 	ASSERT_EQ(0, sigaction(SIGBUS, &sa, NULL));
 	if (!sigsetjmp(sigbus_jmp, 1)) {
 		mem[hpage / 8] = PATTERN(hpage);
@@ -1095,13 +1154,14 @@ TEST_F(gmem_mmap, mbind)
 	}
 	signal(SIGBUS, SIG_DFL);
 	ASSERT_EQ(BUS_ADRERR, sigbus_info.si_code);
-	ASSERT_EQ(f0 - 1, node_free(0));
+	ASSERT_EQ(fl - 1, node_free(local));
 	ASSERT_EQ(PATTERN(0), mem[0]);
 	ASSERT_EQ(0, munmap(mem, size));
 	close(fd);
-	node_hugepages_set(1, hpage, nr1);
-	ASSERT_EQ(nr1, node_hugepages(1, hpage, "nr_hugepages"))
-		TH_LOG("node 1's %zukB pool could not be refilled", hpage >> 10);
+	node_hugepages_set(remote, hpage, nr);
+	self->shrunk_nr = -1;
+	ASSERT_EQ(nr, node_hugepages(remote, hpage, "nr_hugepages"))
+		TH_LOG("node %d's %zukB pool could not be refilled", remote, hpage >> 10);
 	assert_pool(0, 0, "after close");
 }
 
