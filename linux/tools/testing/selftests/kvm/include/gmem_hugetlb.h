@@ -340,6 +340,12 @@ bool gmem_rmp_model_get(const char *name, u64 *val);
 /* Write a knob of the RMP model (fail_make_shared). */
 void gmem_rmp_model_put(const char *name, u64 val);
 /*
+ * What the host kernel finds at @pfn through the direct map (the RMP
+ * model's host_read): -EFAULT if the read faults, else 0 if the page reads
+ * as zeroes and 1 if not.
+ */
+s64 gmem_host_read(u64 pfn);
+/*
  * Launch @npages private pages of @vm at @gpa from @src (4K-aligned, NULL:
  * zero pages) through the RMP model, as SNP_LAUNCH_UPDATE does
  * (kvm_gmem_populate()).  Returns 0 or the errno of the launch.

@@ -38,8 +38,6 @@
 #include "kselftest_harness.h"
 #include "gmem_hugetlb_harness.h"
 
-#define HOST_READ	"/sys/kernel/debug/kvm-rmp-model/host_read"
-
 #define PATTERN(off)	((u64)(0xd1ec7ab5e0000000ULL ^ (off)))
 
 /* Subpages the guest must read as zero, one bit per 4K of the file. */
@@ -145,31 +143,6 @@ static void __check_no_4k(struct __test_metadata *_metadata,
 
 #define check_no_4k(removes, restores, when) \
 	__check_no_4k(_metadata, &self->dm, removes, restores, when)
-
-/*
- * What the host kernel finds at @pfn through the direct map: -EFAULT if
- * the read faults, else 0 if the page reads as zeroes and 1 if not.
- */
-static long long host_read(struct __test_metadata *_metadata, u64 pfn)
-{
-	long long v = -1;
-	FILE *f;
-
-	f = fopen(HOST_READ, "w");
-	EXPECT_NE(NULL, f) TH_LOG("%s: %s", HOST_READ, strerror(errno));
-	if (!f)
-		return v;
-	EXPECT_LT(0, fprintf(f, "%lu\n", pfn));
-	EXPECT_EQ(0, fclose(f)) TH_LOG("write pfn 0x%lx to %s: %s", pfn,
-				       HOST_READ, strerror(errno));
-	f = fopen(HOST_READ, "r");
-	if (f) {
-		if (fscanf(f, "%lld", &v) != 1)
-			v = -1;
-		fclose(f);
-	}
-	return v;
-}
 
 /* The pfn of file page @index, from the kvm_gmem_prepare events traced. */
 static u64 traced_pfn(const struct gmem_events *ev, u64 index)
@@ -365,13 +338,13 @@ TEST_F_TIMEOUT(gmem_direct_map, no_direct_map_life, 900)
 	check_no_4k(nr, 0, "filled");
 	pfn0 = traced_pfn(&ev, 0);
 	ASSERT_NE(0, pfn0);
-	ASSERT_EQ(-EFAULT, host_read(_metadata, pfn0))
+	ASSERT_EQ(-EFAULT, gmem_host_read(pfn0))
 		TH_LOG("the host reads guest memory at pfn 0x%lx", pfn0);
-	ASSERT_EQ(-EFAULT, host_read(_metadata, pfn0 + subpages - 1));
+	ASSERT_EQ(-EFAULT, gmem_host_read(pfn0 + subpages - 1));
 	if (nr > 1) {
 		pfn1 = traced_pfn(&ev, subpages);
 		ASSERT_NE(0, pfn1);
-		ASSERT_EQ(-EFAULT, host_read(_metadata, pfn1));
+		ASSERT_EQ(-EFAULT, gmem_host_read(pfn1));
 	}
 	gmem_events_free(&ev);
 
@@ -379,7 +352,7 @@ TEST_F_TIMEOUT(gmem_direct_map, no_direct_map_life, 900)
 	punch_storm(&self->g, hpage, 0);
 	check_round(&self->g);
 	check_no_4k(nr, 0, "punch storm and refill");
-	ASSERT_EQ(-EFAULT, host_read(_metadata, pfn0 + 1));
+	ASSERT_EQ(-EFAULT, gmem_host_read(pfn0 + 1));
 
 	memset(punched, 0, sizeof(punched));
 	conversions(&self->g, hpage);
@@ -400,7 +373,7 @@ TEST_F_TIMEOUT(gmem_direct_map, no_direct_map_life, 900)
 		hugetlb_pool_assert(hpage, &self->base, -(long)nr + 1, 0,
 				    "folio 1 punched whole");
 		/* The last punch frees the folio without zeroing its page. */
-		ASSERT_EQ(0, host_read(_metadata, pfn1 + subpages - 1))
+		ASSERT_EQ(0, gmem_host_read(pfn1 + subpages - 1))
 			TH_LOG("a freed folio is not in the direct map, or not wiped");
 		check_round(&self->g);
 		removes++;
@@ -414,7 +387,7 @@ TEST_F_TIMEOUT(gmem_direct_map, no_direct_map_life, 900)
 	ASSERT_EQ(removes, end.vm[REMOVES] - self->dm.vm[REMOVES]);
 	ASSERT_EQ(removes, end.vm[RESTORES] - self->dm.vm[RESTORES])
 		TH_LOG("every folio removed from the direct map is restored");
-	ASSERT_EQ(0, host_read(_metadata, pfn0))
+	ASSERT_EQ(0, gmem_host_read(pfn0))
 		TH_LOG("a freed folio is not in the direct map, or not wiped");
 	ASSERT_EQ(0, memcmp(self->dm.kb, end.kb, sizeof(end.kb)))
 		TH_LOG("DirectMap4k/2M/1G differ after close");

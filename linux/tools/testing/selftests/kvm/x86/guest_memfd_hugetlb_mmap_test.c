@@ -918,17 +918,6 @@ static bool vma_flag(const void *addr, const char *flag)
 	return found;
 }
 
-/* -EFAULT (-14) if the kernel faults reading @pfn through the direct map. */
-static s64 direct_map_read(u64 pfn)
-{
-	u64 v;
-
-	gmem_rmp_model_put("host_read", pfn);
-	TEST_ASSERT(gmem_rmp_model_get("host_read", &v),
-		    "no kvm-rmp-model/host_read in debugfs");
-	return (s64)v;
-}
-
 /*
  * Secret-free, as Firecracker runs guests: GUEST_MEMFD_FLAG_NO_DIRECT_MAP
  * with MMAP and INIT_SHARED on a default VM.  The hugepages are out of the
@@ -967,8 +956,8 @@ TEST_F_TIMEOUT(gmem_mmap, secret_free, 600)
 	fill(mem, 0, size);
 	ASSERT_DATA(mem, 0, size);
 	assert_folio_mapped((u8 *)mem, hpage, 0, 1);
-	ASSERT_EQ(-EFAULT, direct_map_read(pfn_of(mem)));
-	ASSERT_EQ(-EFAULT, direct_map_read(pfn_of((u8 *)mem + size - SZ_4K)));
+	ASSERT_EQ(-EFAULT, gmem_host_read(pfn_of(mem)));
+	ASSERT_EQ(-EFAULT, gmem_host_read(pfn_of((u8 *)mem + size - SZ_4K)));
 
 	local = (struct iovec){ .iov_base = buf, .iov_len = sizeof(buf) };
 	remote = (struct iovec){ .iov_base = mem, .iov_len = sizeof(buf) };
@@ -986,7 +975,7 @@ TEST_F_TIMEOUT(gmem_mmap, secret_free, 600)
 	/* A 4K punch, zeroed without the direct map. */
 	gmem_punch(fd, 5 * SZ_4K, SZ_4K);
 	ASSERT_EQ(0, mem[5 * SZ_4K / 8]);
-	ASSERT_EQ(-EFAULT, direct_map_read(pfn_of((u8 *)mem + 5 * SZ_4K)));
+	ASSERT_EQ(-EFAULT, gmem_host_read(pfn_of((u8 *)mem + 5 * SZ_4K)));
 	direct_map_kb(during);
 	TH_LOG("DirectMap4k/2M/1G kB: %lu %lu %lu before, %lu %lu %lu while mapped",
 	       before[0], before[1], before[2], during[0], during[1], during[2]);

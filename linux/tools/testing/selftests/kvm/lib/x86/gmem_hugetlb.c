@@ -231,6 +231,16 @@ void gmem_rmp_model_put(const char *name, u64 val)
 	close(fd);
 }
 
+s64 gmem_host_read(u64 pfn)
+{
+	u64 v;
+
+	gmem_rmp_model_put("host_read", pfn);
+	TEST_ASSERT(gmem_rmp_model_get("host_read", &v),
+		    "no " RMP_MODEL_DIR "host_read");
+	return (s64)v;
+}
+
 int gmem_rmp_model_launch(struct kvm_vm *vm, gpa_t gpa, u64 npages,
 			  const void *src)
 {
